@@ -1,0 +1,52 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+# Only Python 3.11 and make are needed: the embedded PostgreSQL comes from the pgserver
+# package unless DATABASE_URL points at a server.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export XDG_RUNTIME_DIR ?= /tmp
+
+.PHONY: run test install db-start db-stop migrate demo demo-reset lint format bench clean
+
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Run the app on http://$(HOST):$(PORT) with an idempotent demo.
+run: install
+	@scripts/with-database.sh sh -c '\
+		$(BIN)/python manage.py migrate --no-input && \
+		$(BIN)/python manage.py createcachetable && \
+		$(BIN)/python manage.py seed_demo && \
+		exec $(BIN)/python manage.py runserver $(HOST):$(PORT)'
+
+# The whole suite against a throwaway database (pytest-django creates and drops it).
+test: install
+	@scripts/with-database.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo-reset: install
+	@scripts/with-database.sh $(BIN)/python manage.py seed_demo --reset
+
+db-start: install
+	@$(BIN)/python -m coderauth.embedded_db start
+
+db-stop:
+	@test -x $(BIN)/python && $(BIN)/python -m coderauth.embedded_db stop || true
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+clean: db-stop
+	rm -rf $(VENV) .pgdata .pytest_cache .ruff_cache

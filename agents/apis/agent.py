@@ -1,0 +1,191 @@
+"""Agent routes (agent token only), on Coder's paths and methods. Each declares its scope."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.apis.workspaces import IssuedAgentTokenSerializer, issued_agent_token_body
+from agents.services import status as status_services
+from agents.services import tokens as token_services
+from agents.services import user_data
+from coderauth.authentication import AgentTokenAuthentication
+from coderauth.exceptions import ServiceValidationError
+from coderauth.openapi import errors
+from policies.permissions import HasAgentScope
+from policies.scopes import (
+    AGENT_CONNECT,
+    AGENT_EXTERNAL_AUTH,
+    AGENT_GITSSHKEY,
+    AGENT_REPORT,
+    ALL_SCOPES,
+    ANY_VALID_AGENT_TOKEN,
+    ordered,
+)
+
+
+class AgentApi(APIView):
+    """Base of every agent route: the agent flow alone, and the scope check. Subclasses set required_scope."""
+
+    authentication_classes = [AgentTokenAuthentication]
+    permission_classes = [HasAgentScope]
+    required_scope: str | None = None
+
+
+class AgentManifestApi(AgentApi):
+    required_scope = AGENT_CONNECT
+
+    class OutputSerializer(serializers.Serializer):
+        agent_id = serializers.UUIDField()
+        agent_name = serializers.CharField()
+        workspace_id = serializers.UUIDField()
+        workspace_name = serializers.CharField()
+        owner_username = serializers.CharField()
+        permission_mode = serializers.CharField()
+        scopes = serializers.ListField(child=serializers.CharField(), help_text="What this token may do now.")
+
+    @extend_schema(responses={200: OutputSerializer, **errors(401, 403, scope_denied=True)})
+    def get(self, request):
+        principal = request.auth
+        body = {
+            "agent_id": principal.agent_id,
+            "agent_name": principal.agent_name,
+            "workspace_id": principal.workspace_id,
+            "workspace_name": principal.workspace_name,
+            "owner_username": principal.owner_username,
+            "permission_mode": principal.mode_name,
+            "scopes": ordered(principal.allowed_scopes),
+        }
+        return Response(self.OutputSerializer(body).data)
+
+
+class AgentAppStatusApi(AgentApi):
+    required_scope = AGENT_REPORT
+
+    class InputSerializer(serializers.Serializer):
+        app_slug = serializers.RegexField(r"^[a-z0-9][a-z0-9_-]{0,62}$", max_length=63)
+        state = serializers.ChoiceField(choices=["working", "idle", "complete", "failure"])
+        message = serializers.CharField(max_length=160, allow_blank=True)
+        uri = serializers.URLField(max_length=2000, required=False, allow_blank=True, default="")
+
+    class OutputSerializer(serializers.Serializer):
+        app_slug = serializers.CharField()
+        state = serializers.CharField()
+        message = serializers.CharField()
+        uri = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **errors(400, 401, 403, scope_denied=True)})
+    def patch(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        app_status = status_services.app_status_report(principal=request.auth, **data.validated_data)
+        return Response(self.OutputSerializer(app_status).data)
+
+
+class AgentLogsApi(AgentApi):
+    required_scope = AGENT_REPORT
+
+    class LogLineSerializer(serializers.Serializer):
+        created_at = serializers.DateTimeField()
+        level = serializers.ChoiceField(choices=["trace", "debug", "info", "warn", "error"])
+        output = serializers.CharField(max_length=65536, allow_blank=True, trim_whitespace=False)
+
+    class InputSerializer(serializers.Serializer):
+        logs = serializers.ListField(min_length=1, max_length=1000)
+
+    class OutputSerializer(serializers.Serializer):
+        accepted = serializers.IntegerField()
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **errors(400, 401, 403, 413, scope_denied=True)})
+    def patch(self, request):
+        envelope = self.InputSerializer(data=request.data)
+        envelope.is_valid(raise_exception=True)
+        lines = self.LogLineSerializer(data=envelope.validated_data["logs"], many=True)
+        if not lines.is_valid():
+            raise serializers.ValidationError({"logs": lines.errors})
+        accepted = status_services.agent_logs_append(principal=request.auth, logs=lines.validated_data)
+        return Response(self.OutputSerializer({"accepted": accepted}).data)
+
+
+class AgentChildTokenApi(AgentApi):
+    """Any valid agent token may mint a child; the service keeps its scopes within the caller's."""
+
+    required_scope = ANY_VALID_AGENT_TOKEN
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+        scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, max_length=10)
+        lifetime_seconds = serializers.IntegerField(min_value=60, required=False)
+
+    @extend_schema(request=InputSerializer, responses={201: IssuedAgentTokenSerializer, **errors(400, 401)})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = token_services.agent_child_token_issue(principal=request.auth, **data.validated_data)
+        return Response(issued_agent_token_body(issued), status=status.HTTP_201_CREATED)
+
+
+class AgentGitSSHKeyApi(AgentApi):
+    required_scope = AGENT_GITSSHKEY
+
+    class OutputSerializer(serializers.Serializer):
+        public_key = serializers.CharField()
+        private_key = serializers.CharField()
+
+    @extend_schema(responses={200: OutputSerializer, **errors(401, 403, scope_denied=True)})
+    def get(self, request):
+        public_key, private_key = user_data.agent_git_ssh_key_read(principal=request.auth)
+        return Response(self.OutputSerializer({"public_key": public_key, "private_key": private_key}).data)
+
+
+class ExternalAuthSecretSerializer(serializers.Serializer):
+    access_token = serializers.CharField()
+    token_extra = serializers.DictField()
+    type = serializers.CharField()
+
+
+class AgentExternalAuthApi(AgentApi):
+    required_scope = AGENT_EXTERNAL_AUTH
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("id", str, description="Provider id."),
+            OpenApiParameter("match", str, description="A git or repository URL matched against provider regexes."),
+        ],
+        responses={200: ExternalAuthSecretSerializer, **errors(400, 401, 403, 404, scope_denied=True)},
+    )
+    def get(self, request):
+        provider_id = request.query_params.get("id")
+        match = request.query_params.get("match")
+        if bool(provider_id) == bool(match):
+            raise ServiceValidationError("Give exactly one of the query parameters 'id' or 'match'.")
+        secret = user_data.agent_external_auth_read(
+            principal=request.auth, route="external-auth", provider_id=provider_id, url=match
+        )
+        return Response(
+            ExternalAuthSecretSerializer(
+                {"access_token": secret.access_token, "token_extra": secret.token_extra, "type": secret.type}
+            ).data
+        )
+
+
+class AgentGitAuthApi(AgentApi):
+    required_scope = AGENT_EXTERNAL_AUTH
+
+    @extend_schema(
+        parameters=[OpenApiParameter("url", str, required=True, description="The git URL to authenticate.")],
+        responses={200: ExternalAuthSecretSerializer, **errors(400, 401, 403, 404, scope_denied=True)},
+    )
+    def get(self, request):
+        url = request.query_params.get("url")
+        if not url:
+            raise ServiceValidationError("The query parameter 'url' is required.", field="url")
+        secret = user_data.agent_external_auth_read(principal=request.auth, route="gitauth", url=url[:2000])
+        return Response(
+            ExternalAuthSecretSerializer(
+                {"access_token": secret.access_token, "token_extra": secret.token_extra, "type": secret.type}
+            ).data
+        )

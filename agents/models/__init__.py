@@ -1,0 +1,16 @@
+from agents.models.status import AgentLog, AppStatus
+from agents.models.tokens import AgentToken, UserToken
+from agents.models.user_data import ExternalAuthLink, ExternalAuthProvider, GitSSHKey
+from agents.models.workspaces import Workspace, WorkspaceAgent
+
+__all__ = [
+    "AgentLog",
+    "AgentToken",
+    "AppStatus",
+    "ExternalAuthLink",
+    "ExternalAuthProvider",
+    "GitSSHKey",
+    "UserToken",
+    "Workspace",
+    "WorkspaceAgent",
+]

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils import timezone
+
+from policies.scopes import ALL_SCOPES
+
+
+class TokenState(models.Model):
+    """Fields and checks shared by both token kinds. Only a keyed digest is stored."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, blank=True)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    hint = models.CharField(max_length=16, editable=False, help_text="Prefix and last four characters.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at <= (now or timezone.now())
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_live(self, now=None) -> bool:
+        return not self.is_revoked() and not self.is_expired(now)
+
+
+class AgentToken(TokenState):
+    """A credential of one agent with a fixed set of scopes; children never outlive their parent."""
+
+    agent = models.ForeignKey("agents.WorkspaceAgent", on_delete=models.CASCADE, related_name="tokens")
+    scopes = ArrayField(models.CharField(max_length=40), default=list)
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="children")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(scopes__contained_by=list(ALL_SCOPES)), name="agent_token_scopes_known"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")), name="agent_token_expires_after_creation"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'agent token'} ({self.hint})"
+
+
+class UserToken(TokenState):
+    """A user's session token (from login) or named API token."""
+
+    KIND_SESSION = "session"
+    KIND_API = "api"
+    KIND_CHOICES = [(KIND_SESSION, "Session"), (KIND_API, "API token")]
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tokens")
+    kind = models.CharField(max_length=10, choices=KIND_CHOICES)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")), name="user_token_expires_after_creation"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.kind} ({self.hint})"

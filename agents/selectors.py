@@ -1,0 +1,61 @@
+"""Reads, restricted to what the principal may see: another member's objects are a 404."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404
+
+from agents.models import AgentToken, AppStatus, UserToken, Workspace, WorkspaceAgent
+from policies.roles import can_read_everything
+
+
+def workspace_list_for(*, user) -> QuerySet[Workspace]:
+    queryset = Workspace.objects.select_related("owner", "permission_mode").prefetch_related(
+        Prefetch("agents", queryset=WorkspaceAgent.objects.select_related("permission_mode").order_by("name"))
+    )
+    if can_read_everything(user):
+        return queryset
+    return queryset.filter(owner=user)
+
+
+def workspace_get_for(*, user, workspace_id) -> Workspace:
+    workspace = workspace_list_for(user=user).filter(pk=workspace_id).first()
+    if workspace is None:
+        raise Http404
+    return workspace
+
+
+def agent_get_for(*, user, agent_id) -> WorkspaceAgent:
+    queryset = WorkspaceAgent.objects.select_related("workspace__owner", "workspace__permission_mode", "permission_mode")
+    if not can_read_everything(user):
+        queryset = queryset.filter(workspace__owner=user)
+    agent = queryset.filter(pk=agent_id).first()
+    if agent is None:
+        raise Http404
+    return agent
+
+
+def agent_token_list(*, agent: WorkspaceAgent) -> QuerySet[AgentToken]:
+    return AgentToken.objects.filter(agent=agent).order_by("-created_at")
+
+
+def agent_token_get(*, agent: WorkspaceAgent, token_id) -> AgentToken:
+    token = AgentToken.objects.filter(agent=agent, pk=token_id).first()
+    if token is None:
+        raise Http404
+    return token
+
+
+def app_status_list(*, agent: WorkspaceAgent, limit: int = 20) -> list[AppStatus]:
+    return list(AppStatus.objects.filter(agent=agent).order_by("-created_at", "-id")[:limit])
+
+
+def user_token_list(*, user) -> QuerySet[UserToken]:
+    return UserToken.objects.filter(user=user, kind=UserToken.KIND_API).order_by("-created_at")
+
+
+def user_token_get(*, user, token_id) -> UserToken:
+    token = UserToken.objects.filter(user=user, pk=token_id).first()
+    if token is None:
+        raise Http404
+    return token

@@ -1,0 +1,1 @@
+"""Writes. Each service opens its transaction and records its audit event inside it."""

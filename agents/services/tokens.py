@@ -1,0 +1,163 @@
+"""Agent tokens: issue by a user, mint a child by an agent, revoke a whole subtree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from agents.models import AgentToken, WorkspaceAgent
+from agents.services.workspaces import _require_admin_or_owner
+from audit.services import audit_record
+from coderauth import tokens
+from coderauth.authentication import AgentPrincipal
+from coderauth.exceptions import ServiceValidationError
+from policies.scopes import ordered
+
+
+@dataclass(frozen=True)
+class IssuedAgentToken:
+    token: AgentToken
+    plaintext: str  # shown once in the response, never stored
+
+
+def _create(*, agent_id, name: str, scopes, expires_at, parent_id=None, created_by=None) -> IssuedAgentToken:
+    secret = tokens.generate("agent")
+    token = AgentToken.objects.create(
+        agent_id=agent_id,
+        name=name,
+        digest=secret.digest,
+        hint=secret.hint,
+        scopes=ordered(scopes),
+        created_at=timezone.now(),
+        expires_at=expires_at,
+        parent_id=parent_id,
+        created_by=created_by,
+    )
+    return IssuedAgentToken(token=token, plaintext=secret.plaintext)
+
+
+def _token_details(token: AgentToken) -> dict:
+    return {
+        "token_id": str(token.id),
+        "token_hint": token.hint,
+        "name": token.name,
+        "scopes": list(token.scopes),
+        "expires_at": token.expires_at.isoformat(),
+        "parent_id": str(token.parent_id) if token.parent_id else None,
+    }
+
+
+def agent_token_issue(
+    *, actor, agent: WorkspaceAgent, name: str = "", scopes: list[str] | None = None, lifetime_seconds: int | None = None
+) -> IssuedAgentToken:
+    """A root token for an agent; scopes default to, and must stay within, the agent's effective mode."""
+    _require_admin_or_owner(actor, agent.workspace)
+    allowed = agent.effective_permission_mode.scope_set()
+    requested = set(allowed if scopes is None else scopes)
+    if not requested:
+        raise ServiceValidationError("A token needs at least one scope.", field="scopes")
+    outside = requested - allowed
+    if outside:
+        raise ServiceValidationError(
+            f"Scopes outside the agent's mode '{agent.effective_permission_mode.name}': {', '.join(ordered(outside))}.",
+            field="scopes",
+        )
+    lifetime = settings.CODERAUTH_AGENT_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    if lifetime > settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME:
+        raise ServiceValidationError(
+            f"lifetime_seconds may be at most {int(settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME.total_seconds())}.",
+            field="lifetime_seconds",
+        )
+    with transaction.atomic():
+        issued = _create(
+            agent_id=agent.id, name=name, scopes=requested, expires_at=timezone.now() + lifetime, created_by=actor
+        )
+        audit_record(
+            action="agent_token.issued",
+            actor_type="user",
+            actor=actor.username,
+            workspace_id=agent.workspace_id,
+            agent_id=agent.id,
+            details=_token_details(issued.token),
+        )
+    return issued
+
+
+def agent_child_token_issue(
+    *, principal: AgentPrincipal, scopes: list[str] | None = None, lifetime_seconds: int | None = None, name: str = ""
+) -> IssuedAgentToken:
+    """A narrower, shorter-lived token minted by an agent with its own token (the MCP server's)."""
+    allowed = principal.allowed_scopes
+    requested = set(allowed if scopes is None else scopes)
+    if not requested:
+        raise ServiceValidationError("This token is allowed no scopes now, so it cannot mint a child.", field="scopes")
+    outside = requested - allowed
+    if outside:
+        raise ServiceValidationError(
+            f"A child token may only hold scopes its parent is allowed now; not: {', '.join(ordered(outside))}.",
+            field="scopes",
+        )
+    lifetime = settings.CODERAUTH_CHILD_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    # Never outlive the parent: a longer request is clamped, not refused (DESIGN.md §5).
+    expires_at = min(timezone.now() + lifetime, principal.token_expires_at)
+    with transaction.atomic():
+        # Lock the parent so a concurrent revoke cannot miss a child created in between.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT revoked_at FROM agents_agenttoken WHERE id = %s FOR UPDATE", [principal.token_id]
+            )
+            row = cursor.fetchone()
+        if row is None or row[0] is not None:
+            raise ServiceValidationError("The parent token was revoked.")
+        issued = _create(
+            agent_id=principal.agent_id,
+            name=name or "child",
+            scopes=requested,
+            expires_at=expires_at,
+            parent_id=principal.token_id,
+        )
+        audit_record(
+            action="agent_token.issued",
+            actor_type="agent",
+            actor=str(principal.agent_id),
+            workspace_id=principal.workspace_id,
+            agent_id=principal.agent_id,
+            details=_token_details(issued.token),
+        )
+    return issued
+
+
+_SUBTREE_SQL = """
+WITH RECURSIVE subtree(id) AS (
+    SELECT id FROM agents_agenttoken WHERE id = %s
+    UNION ALL
+    SELECT child.id FROM agents_agenttoken child JOIN subtree ON child.parent_id = subtree.id
+)
+UPDATE agents_agenttoken SET revoked_at = %s
+WHERE id IN (SELECT id FROM subtree) AND revoked_at IS NULL
+RETURNING id
+"""
+
+
+def agent_token_revoke(*, actor, token: AgentToken) -> list[str]:
+    """Revoke a token and its whole subtree of children (as Vault's token tree). Idempotent."""
+    agent = WorkspaceAgent.objects.select_related("workspace").get(pk=token.agent_id)
+    _require_admin_or_owner(actor, agent.workspace)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_SUBTREE_SQL, [token.id, timezone.now()])
+            revoked_ids = [str(row[0]) for row in cursor.fetchall()]
+        if revoked_ids:
+            audit_record(
+                action="agent_token.revoked",
+                actor_type="user",
+                actor=actor.username,
+                workspace_id=agent.workspace_id,
+                agent_id=agent.id,
+                details={"token_id": str(token.id), "token_hint": token.hint, "revoked_ids": revoked_ids},
+            )
+    return revoked_ids

@@ -1,0 +1,175 @@
+"""User data: git SSH keys and external-auth links, encrypted at rest, and agents' reads of them."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.db import IntegrityError, transaction
+
+from agents.models import ExternalAuthLink, ExternalAuthProvider, GitSSHKey
+from audit.services import audit_record
+from coderauth import crypto
+from coderauth.authentication import AgentPrincipal
+from coderauth.exceptions import ServiceNotFound, ServicePermissionDenied, ServiceValidationError
+from policies.roles import is_admin
+
+
+def _ssh_context(user_id: int) -> str:
+    return f"gitsshkey:{user_id}"
+
+
+def _link_context(user_id: int, provider_id: str, column: str) -> str:
+    return f"external-auth:{user_id}:{provider_id}:{column}"
+
+
+def _new_key_pair(comment: str) -> tuple[str, str]:
+    """An Ed25519 key pair in OpenSSH format (what `ssh-keygen -t ed25519` writes)."""
+    private_key = Ed25519PrivateKey.generate()
+    private_pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = private_key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return f"{public.decode()} {comment}", private_pem
+
+
+def git_ssh_key_get_or_create(*, user) -> GitSSHKey:
+    key = GitSSHKey.objects.filter(user=user).first()
+    if key is not None:
+        return key
+    try:
+        with transaction.atomic():
+            return _git_ssh_key_write(user=user, action="user.gitsshkey_created")
+    except IntegrityError:  # a concurrent request created it first
+        return GitSSHKey.objects.get(user=user)
+
+
+def git_ssh_key_regenerate(*, user) -> GitSSHKey:
+    with transaction.atomic():
+        GitSSHKey.objects.filter(user=user).delete()
+        return _git_ssh_key_write(user=user, action="user.gitsshkey_regenerated")
+
+
+def _git_ssh_key_write(*, user, action: str) -> GitSSHKey:
+    public_key, private_key = _new_key_pair(comment=f"{user.username}@coderauth")
+    key = GitSSHKey.objects.create(
+        user=user,
+        public_key=public_key,
+        private_key_encrypted=crypto.encrypt(private_key, context=_ssh_context(user.pk)),
+    )
+    audit_record(action=action, actor_type="user", actor=user.username, details={"public_key": public_key})
+    return key
+
+
+def git_ssh_private_key(key: GitSSHKey) -> str:
+    return crypto.decrypt(key.private_key_encrypted, context=_ssh_context(key.user_id))
+
+
+def external_auth_provider_create(*, actor, provider_id: str, type: str, regex: str) -> ExternalAuthProvider:
+    if not is_admin(actor):
+        raise ServicePermissionDenied("Only admins may add external-auth providers.")
+    try:
+        re.compile(regex)
+    except re.error as error:
+        raise ServiceValidationError(f"Invalid regular expression: {error}.", field="regex")
+    try:
+        with transaction.atomic():
+            provider = ExternalAuthProvider.objects.create(id=provider_id, type=type, regex=regex)
+            audit_record(
+                action="external_auth_provider.created",
+                actor_type="user",
+                actor=actor.username,
+                details={"provider": provider_id, "type": type, "regex": regex},
+            )
+    except IntegrityError:
+        raise ServiceValidationError(f"Provider '{provider_id}' already exists.", field="id")
+    return provider
+
+
+def external_auth_link_set(*, user, provider: ExternalAuthProvider, access_token: str, token_extra: dict) -> ExternalAuthLink:
+    """Store what an OAuth flow would store for this user and provider, encrypted."""
+    with transaction.atomic():
+        link, created = ExternalAuthLink.objects.select_for_update().get_or_create(
+            user=user,
+            provider=provider,
+            defaults={"access_token_encrypted": b"", "token_extra_encrypted": b""},
+        )
+        link.access_token_encrypted = crypto.encrypt(access_token, context=_link_context(user.pk, provider.id, "token"))
+        link.token_extra_encrypted = crypto.encrypt(
+            json.dumps(token_extra or {}), context=_link_context(user.pk, provider.id, "extra")
+        )
+        link.save(update_fields=["access_token_encrypted", "token_extra_encrypted", "updated_at"])
+        audit_record(
+            action="user.external_auth_linked",
+            actor_type="user",
+            actor=user.username,
+            details={"provider": provider.id, "created": created},
+        )
+    return link
+
+
+@dataclass(frozen=True)
+class ExternalAuthSecret:
+    provider_id: str
+    type: str
+    access_token: str
+    token_extra: dict
+
+
+def _record_user_data_access(principal: AgentPrincipal, *, route: str, details: dict) -> None:
+    audit_record(
+        action="agent.user_data_accessed",
+        actor_type="agent",
+        actor=str(principal.agent_id),
+        workspace_id=principal.workspace_id,
+        agent_id=principal.agent_id,
+        details={"route": route, "token_id": str(principal.token_id), "mode": principal.mode_name, **details},
+    )
+
+
+def agent_git_ssh_key_read(*, principal: AgentPrincipal) -> tuple[str, str]:
+    """The owner's key pair for an agent. The audit row commits with the read or the read fails."""
+    from django.contrib.auth import get_user_model
+
+    owner = get_user_model().objects.get(pk=principal.owner_id)
+    key = git_ssh_key_get_or_create(user=owner)
+    with transaction.atomic():
+        _record_user_data_access(principal, route="gitsshkey", details={})
+        return key.public_key, git_ssh_private_key(key)
+
+
+def _linked_provider_matching(*, owner_id: int, url: str) -> ExternalAuthProvider | None:
+    """The first provider by id whose regex matches the URL and that the owner has linked."""
+    linked = ExternalAuthProvider.objects.filter(links__user_id=owner_id).order_by("id")
+    for provider in linked:
+        try:
+            if re.search(provider.regex, url):
+                return provider
+        except re.error:
+            continue
+    return None
+
+
+def agent_external_auth_read(
+    *, principal: AgentPrincipal, route: str, provider_id: str | None = None, url: str | None = None
+) -> ExternalAuthSecret:
+    if provider_id is not None:
+        provider = ExternalAuthProvider.objects.filter(pk=provider_id, links__user_id=principal.owner_id).first()
+    else:
+        provider = _linked_provider_matching(owner_id=principal.owner_id, url=url or "")
+    if provider is None:
+        raise ServiceNotFound("The workspace owner has no external-auth link for that provider or URL.")
+    link = ExternalAuthLink.objects.get(user_id=principal.owner_id, provider=provider)
+    with transaction.atomic():
+        _record_user_data_access(principal, route=route, details={"provider": provider.id})
+        return ExternalAuthSecret(
+            provider_id=provider.id,
+            type=provider.type,
+            access_token=crypto.decrypt(link.access_token_encrypted, context=_link_context(principal.owner_id, provider.id, "token")),
+            token_extra=json.loads(
+                crypto.decrypt(link.token_extra_encrypted, context=_link_context(principal.owner_id, provider.id, "extra"))
+            ),
+        )

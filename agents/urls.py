@@ -1,0 +1,39 @@
+from django.urls import path
+
+from agents.apis import agent, users, workspaces
+
+user_urlpatterns = [
+    path("users/login", users.UserLoginApi.as_view(), name="user-login"),
+    path("users/me", users.UserMeApi.as_view(), name="user-me"),
+    path("users/me/tokens", users.UserTokenListCreateApi.as_view(), name="user-token-list"),
+    path("users/me/tokens/<uuid:token_id>", users.UserTokenRevokeApi.as_view(), name="user-token-detail"),
+    path("users/me/gitsshkey", users.UserGitSSHKeyApi.as_view(), name="user-gitsshkey"),
+    path("users/me/external-auth/<str:provider_id>", users.UserExternalAuthLinkApi.as_view(), name="user-external-auth"),
+    path("external-auth/providers", users.ExternalAuthProviderListCreateApi.as_view(), name="external-auth-providers"),
+]
+
+management_urlpatterns = [
+    path("workspaces", workspaces.WorkspaceListCreateApi.as_view(), name="workspace-list"),
+    path("workspaces/<uuid:workspace_id>", workspaces.WorkspaceDetailApi.as_view(), name="workspace-detail"),
+    path("workspaces/<uuid:workspace_id>/agents", workspaces.AgentCreateApi.as_view(), name="agent-create"),
+    path("workspaceagents/<uuid:agent_id>", workspaces.AgentDetailApi.as_view(), name="agent-detail"),
+    path("workspaceagents/<uuid:agent_id>/tokens", workspaces.AgentTokenListCreateApi.as_view(), name="agent-token-list"),
+    path(
+        "workspaceagents/<uuid:agent_id>/tokens/<uuid:token_id>",
+        workspaces.AgentTokenRevokeApi.as_view(),
+        name="agent-token-detail",
+    ),
+]
+
+# Coder's agent paths. Listed before nothing that could shadow them: "me" is not a UUID.
+agent_urlpatterns = [
+    path("workspaceagents/me/manifest", agent.AgentManifestApi.as_view(), name="agent-manifest"),
+    path("workspaceagents/me/app-status", agent.AgentAppStatusApi.as_view(), name="agent-app-status"),
+    path("workspaceagents/me/logs", agent.AgentLogsApi.as_view(), name="agent-logs"),
+    path("workspaceagents/me/tokens", agent.AgentChildTokenApi.as_view(), name="agent-child-token"),
+    path("workspaceagents/me/gitsshkey", agent.AgentGitSSHKeyApi.as_view(), name="agent-gitsshkey"),
+    path("workspaceagents/me/external-auth", agent.AgentExternalAuthApi.as_view(), name="agent-external-auth"),
+    path("workspaceagents/me/gitauth", agent.AgentGitAuthApi.as_view(), name="agent-gitauth"),
+]
+
+urlpatterns = user_urlpatterns + management_urlpatterns + agent_urlpatterns

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """One append-only audit record. Never holds a token or secret, at most a display hint."""
+
+    ACTOR_USER = "user"
+    ACTOR_AGENT = "agent"
+    ACTOR_SYSTEM = "system"
+    ACTOR_TYPE_CHOICES = [(ACTOR_USER, "User"), (ACTOR_AGENT, "Agent"), (ACTOR_SYSTEM, "System")]
+
+    id = models.BigAutoField(primary_key=True)
+    time = models.DateTimeField(db_index=True)
+    action = models.CharField(max_length=64, db_index=True)
+    actor_type = models.CharField(max_length=10, choices=ACTOR_TYPE_CHOICES)
+    actor = models.CharField(max_length=150, blank=True, db_index=True)
+    # Plain ids, not foreign keys: the record must outlive the workspace or agent it names.
+    workspace_id = models.UUIDField(null=True, blank=True, db_index=True)
+    agent_id = models.UUIDField(null=True, blank=True, db_index=True)
+    details = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.action} by {self.actor_type}:{self.actor}"

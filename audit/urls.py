@@ -1,0 +1,3 @@
+"""Audit and report routes (the audit issue fills these in)."""
+
+urlpatterns: list = []

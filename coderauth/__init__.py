@@ -1,0 +1,1 @@
+"""coderauth: a least-privilege control plane for workspace agents."""

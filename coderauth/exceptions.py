@@ -1,0 +1,90 @@
+"""The API's error shape (DESIGN.md §4): JSON with `detail`, field errors for bad input."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ServiceError(Exception):
+    """A business-rule refusal raised by a service; views turn it into a JSON error."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, detail: str, *, field: str | None = None, extra: dict | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra or {}
+
+
+class ServiceValidationError(ServiceError):
+    status_code = status.HTTP_400_BAD_REQUEST
+
+
+class ServicePermissionDenied(ServiceError):
+    status_code = status.HTTP_403_FORBIDDEN
+
+
+class ServiceNotFound(ServiceError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "payload_too_large"
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, ServiceError):
+        body = {"detail": exc.detail, **exc.extra}
+        if exc.field and exc.status_code == status.HTTP_400_BAD_REQUEST:
+            body[exc.field] = [exc.detail]
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, ProtectedError):
+        exc = exceptions.ValidationError({"detail": "The object is in use and cannot be deleted."})
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError) and not isinstance(response.data, dict):
+        response.data = {"detail": "Invalid input.", "errors": response.data}
+    elif isinstance(exc, exceptions.ValidationError) and "detail" not in response.data:
+        response.data = {"detail": "Invalid input.", **response.data}
+    return response
+
+
+def api_not_found(request, *args, **kwargs):
+    """Catch-all for unknown /api/ paths: JSON, even with DEBUG on."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def handler404(request, exception=None):
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return api_not_found(request)
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    from django.views.defaults import server_error
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Internal server error."}, status=500)
+    return server_error(request)

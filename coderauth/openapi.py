@@ -1,0 +1,70 @@
+"""OpenAPI pieces shared by every app: error bodies, declared statuses and the two bearer schemes."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+ErrorSerializer = inline_serializer("Error", fields={"detail": serializers.CharField()})
+ScopeDeniedSerializer = inline_serializer(
+    "ScopeDenied",
+    fields={
+        "detail": serializers.CharField(),
+        "required_scope": serializers.CharField(),
+        "permission_mode": serializers.CharField(),
+    },
+)
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input; the body names the fields.",
+    401: "Missing, malformed, unknown, expired or revoked credentials, or a token of the wrong kind.",
+    403: "Authenticated but not allowed.",
+    404: "Not found, or not visible to this principal.",
+    413: "Request body too large.",
+    429: "Too many requests.",
+}
+
+
+def errors(*codes: int, scope_denied: bool = False) -> dict[int, OpenApiResponse]:
+    """Declared error responses for extend_schema(responses=...)."""
+    responses = {}
+    for code in codes:
+        serializer = ScopeDeniedSerializer if (code == 403 and scope_denied) else ErrorSerializer
+        description = _ERROR_DESCRIPTIONS[code]
+        if code == 403 and scope_denied:
+            description = "The token's scopes ∩ the agent's permission mode lack the route's scope."
+        responses[code] = OpenApiResponse(serializer, description=description)
+    return responses
+
+
+class AgentTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "coderauth.authentication.AgentTokenAuthentication"
+    name = "agentToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "Agent token `cda_...` (also accepted in the `Coder-Session-Token` header).",
+        }
+
+
+class UserTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "coderauth.authentication.UserTokenAuthentication"
+    name = "userToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "User session or API token `cdu_...` (also accepted in `Coder-Session-Token`).",
+        }
+
+
+class UserSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "coderauth.authentication.UserSessionAuthentication"
+    name = "cookieAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "cookie", "name": "sessionid"}

@@ -1,0 +1,190 @@
+"""Settings, read from the environment with django-environ (see .env.example)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+TESTING = "pytest" in sys.modules or (len(sys.argv) > 1 and sys.argv[1] == "test")
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured("Set the SECRET_KEY environment variable (required when DEBUG is off).")
+    SECRET_KEY = "insecure-development-key-never-use-in-production"
+
+
+def _derived_key(purpose: str) -> str:
+    """A per-purpose key derived from SECRET_KEY, so one secret is enough to run."""
+    return hmac.new(SECRET_KEY.encode(), f"coderauth:{purpose}".encode(), hashlib.sha256).hexdigest()
+
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "drf_spectacular",
+    "policies",
+    "agents",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "coderauth.middleware.RequestContextMiddleware",
+    "coderauth.middleware.ApiErrorMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "coderauth.urls"
+WSGI_APPLICATION = "coderauth.wsgi.application"
+ASGI_APPLICATION = "coderauth.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# PostgreSQL always (DESIGN.md §8). The Makefile points DATABASE_URL at the embedded
+# server when the environment does not set one.
+DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/coderauth")}
+_socket_host = DATABASES["default"].get("OPTIONS", {}).pop("host", None)
+if _socket_host and not DATABASES["default"].get("HOST"):
+    DATABASES["default"]["HOST"] = _socket_host
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...).")
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME", default="test_coderauth")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Throttle counters must be visible to every app process (DESIGN.md §8), so they live
+# in the database rather than in process memory.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "coderauth_cache",
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:
+    # Factories create many users; the production hasher would dominate the suite's time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+# Web UI sessions: secure cookies outside DEBUG, an 8-hour working day.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("TRUST_X_FORWARDED_PROTO", default=False) else None
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+
+REST_FRAMEWORK = {
+    # Deny by default: every view needs an authenticated principal unless it opts out.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "coderauth.authentication.UserTokenAuthentication",
+        "coderauth.authentication.UserSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "coderauth.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_RATES": {
+        "login": env.str("CODERAUTH_LOGIN_THROTTLE_RATE", default="10/min"),
+    },
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "coderauth API",
+    "DESCRIPTION": "Least-privilege control plane for workspace agents. See the README.",
+    "VERSION": "2.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v2",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}
+
+# coderauth's own settings. Keys derive from SECRET_KEY unless set on their own, so
+# rotating one does not force rotating the others.
+CODERAUTH_TOKEN_DIGEST_KEY = env.str("CODERAUTH_TOKEN_DIGEST_KEY", default="") or _derived_key("token-digest")
+CODERAUTH_ENCRYPTION_KEY = env.str("CODERAUTH_ENCRYPTION_KEY", default="") or _derived_key("encryption")
+CODERAUTH_DEFAULT_PERMISSION_MODE = env.str("CODERAUTH_DEFAULT_PERMISSION_MODE", default="default")
+CODERAUTH_SESSION_TOKEN_LIFETIME = timedelta(seconds=env.int("CODERAUTH_SESSION_TOKEN_LIFETIME_SECONDS", default=24 * 3600))
+CODERAUTH_USER_TOKEN_LIFETIME = timedelta(seconds=env.int("CODERAUTH_USER_TOKEN_LIFETIME_SECONDS", default=30 * 86400))
+CODERAUTH_USER_TOKEN_MAX_LIFETIME = timedelta(seconds=env.int("CODERAUTH_USER_TOKEN_MAX_LIFETIME_SECONDS", default=365 * 86400))
+CODERAUTH_AGENT_TOKEN_LIFETIME = timedelta(seconds=env.int("CODERAUTH_AGENT_TOKEN_LIFETIME_SECONDS", default=30 * 86400))
+CODERAUTH_AGENT_TOKEN_MAX_LIFETIME = timedelta(seconds=env.int("CODERAUTH_AGENT_TOKEN_MAX_LIFETIME_SECONDS", default=365 * 86400))
+CODERAUTH_CHILD_TOKEN_LIFETIME = timedelta(seconds=env.int("CODERAUTH_CHILD_TOKEN_LIFETIME_SECONDS", default=3600))
+# last_used_at is written at most this often per token, never once per request.
+CODERAUTH_LAST_USED_RESOLUTION = timedelta(seconds=env.int("CODERAUTH_LAST_USED_RESOLUTION_SECONDS", default=60))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

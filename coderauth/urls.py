@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from coderauth.exceptions import api_not_found
+
+api_v2 = [
+    path("", include(("agents.urls", "agents"))),
+    path("", include(("policies.urls", "policies"))),
+    path("", include(("audit.urls", "audit"))),
+]
+
+urlpatterns = [
+    path("api/v2/", include(api_v2)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
+    path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"),
+    # Anything else under /api/ answers JSON, even with DEBUG on.
+    re_path(r"^api/", api_not_found),
+    path("admin/", admin.site.urls),
+    path("", include(("coderauth.ui_urls", "ui"))),
+]
+
+handler404 = "coderauth.exceptions.handler404"
+handler500 = "coderauth.exceptions.handler500"

@@ -1,0 +1,104 @@
+"""Fixtures for every test package: API clients per principal and token helpers."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from agents.services.tokens import agent_token_issue
+from agents.services.users import user_token_issue
+from tests.factories import AdminFactory, AgentFactory, AuditorFactory, UserFactory, WorkspaceFactory, ensure_builtins
+
+
+@pytest.fixture(autouse=True)
+def _builtins_after_flush(request):
+    """Transactional tests (live_server) flush migration data; put the built-ins back for them."""
+    if "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
+        request.getfixturevalue("transactional_db")
+        ensure_builtins()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def admin_user(db):
+    return AdminFactory()
+
+
+@pytest.fixture
+def auditor_user(db):
+    return AuditorFactory()
+
+
+@pytest.fixture
+def member(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_member(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def workspace(member):
+    return WorkspaceFactory(owner=member)
+
+
+@pytest.fixture
+def agent(workspace):
+    return AgentFactory(workspace=workspace)
+
+
+def client_for_user(user) -> APIClient:
+    """An API client carrying a fresh user API token for `user`."""
+    issued = user_token_issue(user=user, name="test")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
+    return client
+
+
+def client_for_agent_token(plaintext: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    return client
+
+
+@pytest.fixture
+def member_client(member) -> APIClient:
+    return client_for_user(member)
+
+
+@pytest.fixture
+def other_member_client(other_member) -> APIClient:
+    return client_for_user(other_member)
+
+
+@pytest.fixture
+def admin_client(admin_user) -> APIClient:
+    return client_for_user(admin_user)
+
+
+@pytest.fixture
+def auditor_client(auditor_user) -> APIClient:
+    return client_for_user(auditor_user)
+
+
+@pytest.fixture
+def agent_token(agent, member):
+    """A root agent token (plaintext) with every scope the agent's mode allows."""
+    return agent_token_issue(actor=member, agent=agent, name="test").plaintext
+
+
+@pytest.fixture
+def agent_client(agent_token) -> APIClient:
+    return client_for_agent_token(agent_token)
+
+
+def assert_status(response, expected: int) -> None:
+    """Assert a status code and show the body when it differs."""
+    body = getattr(response, "data", None) or response.content[:2000]
+    assert response.status_code == expected, f"expected {expected}, got {response.status_code}: {body!r}"

@@ -1,0 +1,69 @@
+"""Permission modes: everyone authenticated lists them; admins manage custom ones."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from coderauth.openapi import errors
+from policies import selectors, services
+from policies.models import MODE_NAME_VALIDATOR, PermissionMode
+from policies.scopes import ALL_SCOPES, canonical_mode_name
+
+
+class PermissionModeOutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    scopes = serializers.ListField(child=serializers.CharField(), source="ordered_scopes")
+    builtin = serializers.BooleanField()
+
+
+class PermissionModeListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=63, validators=[MODE_NAME_VALIDATOR])
+        description = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
+        scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), max_length=10)
+
+    @extend_schema(responses={200: PermissionModeOutputSerializer(many=True), **errors(401)})
+    def get(self, request):
+        return Response(PermissionModeOutputSerializer(selectors.permission_mode_list(), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: PermissionModeOutputSerializer, **errors(400, 401, 403)})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        mode = services.permission_mode_create(actor=request.user, **data.validated_data)
+        return Response(PermissionModeOutputSerializer(mode).data, status=status.HTTP_201_CREATED)
+
+
+class PermissionModeDetailApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        description = serializers.CharField(max_length=300, required=False, allow_blank=True)
+        scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), max_length=10, required=False)
+
+    @staticmethod
+    def _get(name: str) -> PermissionMode:
+        mode = PermissionMode.objects.filter(name=canonical_mode_name(name)).first()
+        if mode is None:
+            raise Http404
+        return mode
+
+    @extend_schema(responses={200: PermissionModeOutputSerializer, **errors(401, 404)})
+    def get(self, request, name):
+        return Response(PermissionModeOutputSerializer(self._get(name)).data)
+
+    @extend_schema(request=InputSerializer, responses={200: PermissionModeOutputSerializer, **errors(400, 401, 403, 404)})
+    def patch(self, request, name):
+        mode = self._get(name)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        mode = services.permission_mode_update(actor=request.user, mode=mode, **data.validated_data)
+        return Response(PermissionModeOutputSerializer(mode).data)
+
+    @extend_schema(responses={204: None, **errors(400, 401, 403, 404)})
+    def delete(self, request, name):
+        services.permission_mode_delete(actor=request.user, mode=self._get(name))
+        return Response(status=status.HTTP_204_NO_CONTENT)

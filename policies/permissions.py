@@ -1,0 +1,48 @@
+"""The one DRF permission that guards agent routes: token scopes ∩ effective mode, now."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework import exceptions, permissions
+
+from coderauth.authentication import AgentPrincipal
+from policies.scopes import ALL_SCOPES, ANY_VALID_AGENT_TOKEN
+
+
+class AgentScopeDenied(exceptions.PermissionDenied):
+    """403 whose body names the missing scope and the mode in force (DESIGN.md §4)."""
+
+    def __init__(self, *, required_scope: str, permission_mode: str):
+        super().__init__()
+        self.detail = {
+            "detail": f"The agent's permission mode '{permission_mode}' does not allow '{required_scope}'.",
+            "required_scope": required_scope,
+            "permission_mode": permission_mode,
+        }
+
+
+def declared_scope(view) -> str:
+    """The scope a view declares. A view that forgets fails loudly instead of passing silently."""
+    scope = getattr(view, "required_scope", None)
+    if scope not in (*ALL_SCOPES, ANY_VALID_AGENT_TOKEN):
+        raise ImproperlyConfigured(
+            f"{type(view).__name__} must declare required_scope as one of {ALL_SCOPES} or ANY_VALID_AGENT_TOKEN."
+        )
+    return scope
+
+
+class HasAgentScope(permissions.BasePermission):
+    """Allows the request when the agent token's scopes ∩ its effective mode's scopes hold the view's scope."""
+
+    def has_permission(self, request, view) -> bool:
+        scope = declared_scope(view)
+        principal = request.auth
+        if not isinstance(principal, AgentPrincipal):
+            # Deny by default: only the agent flow produces an AgentPrincipal.
+            raise exceptions.NotAuthenticated()
+        if scope == ANY_VALID_AGENT_TOKEN or scope in principal.allowed_scopes:
+            return True
+        from policies.services import agent_access_denied_record
+
+        agent_access_denied_record(principal=principal, route=request.path, method=request.method, scope=scope)
+        raise AgentScopeDenied(required_scope=scope, permission_mode=principal.mode_name)

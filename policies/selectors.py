@@ -1,0 +1,26 @@
+"""Reads of permission modes."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from coderauth.exceptions import ServiceValidationError
+from policies.models import PermissionMode
+from policies.scopes import canonical_mode_name
+
+
+def permission_mode_list() -> QuerySet[PermissionMode]:
+    return PermissionMode.objects.all()
+
+
+def permission_mode_get(*, name: str, field: str = "permission_mode") -> PermissionMode:
+    """The mode by canonical name or Coder alias; unknown names are bad input (400)."""
+    mode = PermissionMode.objects.filter(name=canonical_mode_name(name)).first()
+    if mode is None:
+        raise ServiceValidationError(f"Unknown permission mode '{name}'.", field=field)
+    return mode
+
+
+def site_default_mode() -> PermissionMode:
+    return permission_mode_get(name=settings.CODERAUTH_DEFAULT_PERMISSION_MODE)

@@ -1,0 +1,100 @@
+"""Writes of permission modes, and the audit of denied agent requests."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from audit.services import audit_record
+from coderauth.exceptions import ServicePermissionDenied, ServiceValidationError
+from policies.models import PermissionMode
+from policies.roles import is_admin
+from policies.scopes import ALL_SCOPES, BUILTIN_MODES, MODE_ALIASES, ordered
+
+
+def agent_access_denied_record(*, principal, route: str, method: str, scope: str) -> None:
+    """Every 403 on an agent route is evidence worth keeping (DESIGN.md §7)."""
+    with transaction.atomic():
+        audit_record(
+            action="agent.access_denied",
+            actor_type="agent",
+            actor=str(principal.agent_id),
+            workspace_id=principal.workspace_id,
+            agent_id=principal.agent_id,
+            details={
+                "route": route,
+                "method": method,
+                "scope": scope,
+                "mode": principal.mode_name,
+                "token_id": str(principal.token_id),
+            },
+        )
+
+
+def _require_admin(actor) -> None:
+    if not is_admin(actor):
+        raise ServicePermissionDenied("Only admins may change permission modes.")
+
+
+def _validated_scopes(scopes) -> list[str]:
+    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown:
+        raise ServiceValidationError(f"Unknown scopes: {', '.join(unknown)}.", field="scopes")
+    return ordered(scopes)
+
+
+def permission_mode_create(*, actor, name: str, description: str, scopes: list[str]) -> PermissionMode:
+    _require_admin(actor)
+    if name in BUILTIN_MODES or name in MODE_ALIASES:
+        raise ServiceValidationError(f"'{name}' is reserved for a built-in mode.", field="name")
+    scopes = _validated_scopes(scopes)
+    with transaction.atomic():
+        if PermissionMode.objects.select_for_update().filter(name=name).exists():
+            raise ServiceValidationError(f"A permission mode named '{name}' already exists.", field="name")
+        mode = PermissionMode.objects.create(name=name, description=description, scopes=scopes)
+        audit_record(
+            action="permission_mode.created",
+            actor_type="user",
+            actor=actor.username,
+            details={"mode": name, "scopes": scopes, "description": description},
+        )
+    return mode
+
+
+def permission_mode_update(
+    *, actor, mode: PermissionMode, description: str | None = None, scopes: list[str] | None = None
+) -> PermissionMode:
+    _require_admin(actor)
+    if mode.builtin:
+        raise ServicePermissionDenied(f"Built-in mode '{mode.name}' cannot be changed.")
+    with transaction.atomic():
+        mode = PermissionMode.objects.select_for_update().get(pk=mode.pk)
+        before = {"description": mode.description, "scopes": list(mode.scopes)}
+        if description is not None:
+            mode.description = description
+        if scopes is not None:
+            mode.scopes = _validated_scopes(scopes)
+        mode.save(update_fields=["description", "scopes", "updated_at"])
+        audit_record(
+            action="permission_mode.updated",
+            actor_type="user",
+            actor=actor.username,
+            details={"mode": mode.name, "from": before, "to": {"description": mode.description, "scopes": mode.scopes}},
+        )
+    return mode
+
+
+def permission_mode_delete(*, actor, mode: PermissionMode) -> None:
+    _require_admin(actor)
+    if mode.builtin:
+        raise ServicePermissionDenied(f"Built-in mode '{mode.name}' cannot be deleted.")
+    with transaction.atomic():
+        mode = PermissionMode.objects.select_for_update().get(pk=mode.pk)
+        if mode.workspaces.exists() or mode.agents.exists():
+            raise ServiceValidationError(f"Mode '{mode.name}' is in use by a workspace or agent.")
+        audit_record(
+            action="permission_mode.deleted",
+            actor_type="user",
+            actor=actor.username,
+            details={"mode": mode.name, "scopes": list(mode.scopes)},
+        )
+        mode.delete()
