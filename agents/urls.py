@@ -31,6 +31,11 @@ agent_urlpatterns = [
     path("workspaceagents/me/app-status", agent.AgentAppStatusApi.as_view(), name="agent-app-status"),
     path("workspaceagents/me/logs", agent.AgentLogsApi.as_view(), name="agent-logs"),
     path("workspaceagents/me/tokens", agent.AgentChildTokenApi.as_view(), name="agent-child-token"),
+    path(
+        "workspaceagents/me/tokens/<uuid:token_id>",
+        agent.AgentChildTokenRevokeApi.as_view(),
+        name="agent-child-token-detail",
+    ),
     path("workspaceagents/me/gitsshkey", agent.AgentGitSSHKeyApi.as_view(), name="agent-gitsshkey"),
     path("workspaceagents/me/external-auth", agent.AgentExternalAuthApi.as_view(), name="agent-external-auth"),
     path("workspaceagents/me/gitauth", agent.AgentGitAuthApi.as_view(), name="agent-gitauth"),

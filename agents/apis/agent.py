@@ -128,6 +128,17 @@ class AgentChildTokenApi(AgentApi):
         return Response(issued_agent_token_body(issued), status=status.HTTP_201_CREATED)
 
 
+class AgentChildTokenRevokeApi(AgentApi):
+    """An agent revokes its own token or a descendant (with its subtree); any other token is a 404."""
+
+    required_scope = ANY_VALID_AGENT_TOKEN
+
+    @extend_schema(responses={204: None, **errors(401, 404)})
+    def delete(self, request, token_id):
+        token_services.agent_token_revoke_by_agent(principal=request.auth, token_id=token_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class AgentGitSSHKeyApi(AgentApi):
     required_scope = AGENT_GITSSHKEY
 

@@ -14,7 +14,7 @@ from agents.services.workspaces import _require_admin_or_owner
 from audit.services import audit_record
 from coderauth import tokens
 from coderauth.authentication import AgentPrincipal
-from coderauth.exceptions import ServiceValidationError
+from coderauth.exceptions import ServiceNotFound, ServiceValidationError
 from policies.scopes import ordered
 
 
@@ -158,6 +158,43 @@ def agent_token_revoke(*, actor, token: AgentToken) -> list[str]:
                 actor=actor.username,
                 workspace_id=agent.workspace_id,
                 agent_id=agent.id,
+                details={"token_id": str(token.id), "token_hint": token.hint, "revoked_ids": revoked_ids},
+            )
+    return revoked_ids
+
+
+# The token to revoke, walked up to its root; the caller may revoke it only if the caller's
+# own token is on that path (itself or an ancestor), and only within its own agent.
+_ANCESTORS_SQL = """
+WITH RECURSIVE ancestors(id, parent_id) AS (
+    SELECT id, parent_id FROM agents_agenttoken WHERE id = %s AND agent_id = %s
+    UNION ALL
+    SELECT parent.id, parent.parent_id FROM agents_agenttoken parent JOIN ancestors ON parent.id = ancestors.parent_id
+)
+SELECT 1 FROM ancestors WHERE id = %s
+"""
+
+
+def agent_token_revoke_by_agent(*, principal: AgentPrincipal, token_id) -> list[str]:
+    """An agent revokes its own token or a descendant of it (the MCP server's child on exit). Idempotent.
+
+    Any other token, even of the same agent, is a 404 so an agent cannot probe for or revoke its siblings.
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_ANCESTORS_SQL, [token_id, principal.agent_id, principal.token_id])
+            if cursor.fetchone() is None:
+                raise ServiceNotFound("No such token.")
+            token = AgentToken.objects.get(pk=token_id)
+            cursor.execute(_SUBTREE_SQL, [token.id, timezone.now()])
+            revoked_ids = [str(row[0]) for row in cursor.fetchall()]
+        if revoked_ids:
+            audit_record(
+                action="agent_token.revoked",
+                actor_type="agent",
+                actor=str(principal.agent_id),
+                workspace_id=principal.workspace_id,
+                agent_id=principal.agent_id,
                 details={"token_id": str(token.id), "token_hint": token.hint, "revoked_ids": revoked_ids},
             )
     return revoked_ids
