@@ -23,7 +23,7 @@ install: $(STAMP)
 
 # Run the app on http://$(HOST):$(PORT) with an idempotent demo.
 run: install
-	@scripts/with-database.sh sh -c '\
+	@DEBUG=$${DEBUG:-true} scripts/with-database.sh sh -c '\
 		$(BIN)/python manage.py migrate --no-input && \
 		$(BIN)/python manage.py createcachetable && \
 		$(BIN)/python manage.py seed_demo && \
@@ -34,7 +34,7 @@ test: install
 	@scripts/with-database.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo-reset: install
-	@scripts/with-database.sh $(BIN)/python manage.py seed_demo --reset
+	@DEBUG=$${DEBUG:-true} scripts/with-database.sh $(BIN)/python manage.py seed_demo --reset
 
 db-start: install
 	@$(BIN)/python -m coderauth.embedded_db start

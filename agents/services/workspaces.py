@@ -127,3 +127,19 @@ def agent_mode_set(*, actor, agent: WorkspaceAgent, permission_mode: PermissionM
             },
         )
     return agent
+
+
+def workspace_mode_set_bulk(
+    *, actor, workspaces: list[Workspace], permission_mode: PermissionMode, reason: str = ""
+) -> list[Workspace]:
+    """Set one mode on several workspaces all-or-nothing: one audit event each, one transaction.
+
+    Each change goes through workspace_mode_set so the same rules apply as for a single change;
+    the first refusal rolls every earlier change (and its audit event) back.
+    """
+    _require_writer(actor)
+    with transaction.atomic():
+        return [
+            workspace_mode_set(actor=actor, workspace=workspace, permission_mode=permission_mode, reason=reason)
+            for workspace in workspaces
+        ]
