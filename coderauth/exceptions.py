@@ -7,6 +7,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -69,9 +70,22 @@ def api_exception_handler(exc, context):
     return response
 
 
+@csrf_exempt
 def api_not_found(request, *args, **kwargs):
-    """Catch-all for unknown /api/ paths: JSON, even with DEBUG on."""
+    """Catch-all for unknown /api/ paths: JSON, even with DEBUG on, and for every method.
+
+    Exempt from CSRF so a POST to an unknown path is a JSON 404, not the CSRF HTML page.
+    """
     return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def csrf_failure(request, reason: str = ""):
+    """CSRF_FAILURE_VIEW: JSON under /api/ (a browser session without its CSRF token), else Django's page."""
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": f"CSRF Failed: {reason}"}, status=403)
+    return django_csrf_failure(request, reason=reason)
 
 
 def handler404(request, exception=None):

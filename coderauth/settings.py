@@ -33,6 +33,7 @@ def _derived_key(purpose: str) -> str:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "coderauth.exceptions.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
