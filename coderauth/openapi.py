@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -36,6 +37,21 @@ def errors(*codes: int, scope_denied: bool = False) -> dict[int, OpenApiResponse
             description = "The token's scopes ∩ the agent's permission mode lack the route's scope."
         responses[code] = OpenApiResponse(serializer, description=description)
     return responses
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """Names nested serializers after their view, so every `Api.InputSerializer` gets its own component.
+
+    `UserLoginApi.InputSerializer` becomes `UserLoginInput` (and `UserLoginInputRequest` on the request side)
+    instead of colliding with every other view's `InputSerializer`.
+    """
+
+    def get_serializer_name(self, serializer, direction) -> str:
+        outer, _, inner = type(serializer).__qualname__.rpartition(".")
+        if not outer or "<locals>" in outer:
+            return super().get_serializer_name(serializer, direction)
+        outer = outer.rpartition(".")[2].removesuffix("Api")
+        return outer + inner.removesuffix("Serializer")
 
 
 class AgentTokenScheme(OpenApiAuthenticationExtension):
