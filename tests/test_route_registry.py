@@ -1,0 +1,99 @@
+"""Deny by default: every route an agent token can reach declares its scope, and forgetting fails loudly."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory, force_authenticate
+from rest_framework.views import APIView
+
+from coderauth.authentication import AgentTokenAuthentication, UserSessionAuthentication, UserTokenAuthentication
+from policies.permissions import HasAgentScope
+
+KNOWN_SCOPES = {"agent:connect", "agent:report", "agent:gitsshkey", "agent:external-auth", "agent:any-valid-token"}
+
+
+def _walk(patterns, prefix=""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern
+
+
+def _api_views():
+    """Every (route, view class) of a DRF view in the URL configuration, walked independently of the registry."""
+    for route, pattern in _walk(get_resolver().url_patterns):
+        view_class = getattr(pattern.callback, "cls", None)
+        if view_class is not None and issubclass(view_class, APIView):
+            yield route, view_class
+
+
+def _authenticators(view_class) -> list[type]:
+    return list(view_class.authentication_classes)
+
+
+def test_every_agent_reachable_view_declares_a_known_scope():
+    """A view that accepts agent tokens without declaring a scope would be reachable by any agent token."""
+    offenders = []
+    agent_routes = []
+    for route, view_class in _api_views():
+        if any(issubclass(auth, AgentTokenAuthentication) for auth in _authenticators(view_class)):
+            agent_routes.append(route)
+            if getattr(view_class, "required_scope", None) not in KNOWN_SCOPES:
+                offenders.append(f"{route} ({view_class.__name__})")
+            if HasAgentScope not in view_class.permission_classes:
+                offenders.append(f"{route} ({view_class.__name__}) lacks HasAgentScope")
+    assert not offenders, f"agent routes without a declared scope: {offenders}"
+    assert len(agent_routes) >= 8, agent_routes
+
+
+def test_agent_views_accept_only_the_agent_flow():
+    """User sessions and user tokens must never authenticate on an agent route (separate flows)."""
+    for route, view_class in _api_views():
+        authenticators = _authenticators(view_class)
+        if any(issubclass(auth, AgentTokenAuthentication) for auth in authenticators):
+            assert authenticators == [AgentTokenAuthentication], route
+
+
+def test_user_views_never_accept_agent_tokens():
+    for route, view_class in _api_views():
+        authenticators = _authenticators(view_class)
+        if AgentTokenAuthentication in authenticators:
+            continue
+        assert set(authenticators) <= {UserTokenAuthentication, UserSessionAuthentication}, route
+
+
+def test_registry_agrees_with_the_url_walk():
+    from policies.registry import agent_route_scopes
+
+    walked = {
+        route: getattr(view_class, "required_scope", None)
+        for route, view_class in _api_views()
+        if AgentTokenAuthentication in _authenticators(view_class)
+    }
+    assert agent_route_scopes() == walked
+
+
+class _ForgotToDeclareApi(APIView):
+    authentication_classes = [AgentTokenAuthentication]
+    permission_classes = [HasAgentScope]
+
+    def get(self, request):
+        return Response({"reached": True})
+
+
+class _MisspelledScopeApi(_ForgotToDeclareApi):
+    required_scope = "agent:gitsshkeys"
+
+
+@pytest.mark.parametrize("view_class", [_ForgotToDeclareApi, _MisspelledScopeApi])
+def test_view_with_has_agent_scope_but_no_valid_scope_raises_improperly_configured(view_class):
+    """A view that forgets its scope must fail loudly, never fall through to 'allowed' (DOT's TokenHasScope)."""
+    request = APIRequestFactory().get("/api/v2/throwaway")
+    force_authenticate(request, user=object(), token=object())
+
+    with pytest.raises(ImproperlyConfigured):
+        view_class.as_view()(request)
