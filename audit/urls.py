@@ -1,3 +1,13 @@
-"""Audit and report routes (the audit issue fills these in)."""
+"""Audit and report routes (admins and auditors)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from audit import apis
+
+urlpatterns = [
+    path("audit", apis.AuditEventListApi.as_view(), name="audit-list"),
+    path("audit/export", apis.AuditExportApi.as_view(), name="audit-export"),
+    path("audit/export/manifest", apis.AuditExportManifestApi.as_view(), name="audit-export-manifest"),
+    path("audit/<int:event_id>", apis.AuditEventDetailApi.as_view(), name="audit-detail"),
+    path("reports/permissions", apis.PermissionsReportApi.as_view(), name="report-permissions"),
+]

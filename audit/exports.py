@@ -1,0 +1,254 @@
+"""Streamed audit exports (CSV, JSONL) with their manifest, and the permissions report as a file.
+
+An export reads the log through a PostgreSQL server-side cursor, oldest row first, so the
+server holds one chunk of rows at a time however long the log is. PostgreSQL formats every
+cell as text (and escapes spreadsheet formulas) so the Python side only joins and hashes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from django.db import connection, transaction
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+
+from audit.selectors import REPORT_COLUMNS, AuditFilters, audit_filters_where
+
+EXPORT_FORMATS = ("csv", "jsonl")
+REPORT_FORMATS = ("csv", "json")
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "time",
+    "action",
+    "actor_type",
+    "actor",
+    "workspace_id",
+    "agent_id",
+    "details",
+    "ip",
+    "user_agent",
+    "request_id",
+    "prev_hash",
+    "hash",
+)
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
+# Rows fetched per round trip from the server-side cursor: large enough to amortise the
+# FETCH, small enough to keep the process's memory flat (a few MB per chunk).
+CHUNK_ROWS = 5000
+# A spreadsheet treats a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+_TIME_SQL = """to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
+
+
+def _guarded(expression: str) -> str:
+    """SQL that prefixes a formula-looking cell with a quote, so spreadsheets show it as text."""
+    return (
+        f"CASE WHEN left({expression}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) "
+        f"THEN '''' || {expression} ELSE {expression} END"
+    )
+
+
+_CSV_SELECT = ", ".join(
+    [
+        "id::text",
+        _TIME_SQL,
+        _guarded("action"),
+        _guarded("actor_type"),
+        _guarded("actor"),
+        "workspace_id::text",
+        "agent_id::text",
+        _guarded("details::text"),
+        "host(ip)",
+        _guarded("user_agent"),
+        _guarded("request_id"),
+        "prev_hash",
+        "hash",
+    ]
+)
+_JSONL_SELECT = (
+    f"id, {_TIME_SQL} AS time, action, actor_type, actor, workspace_id, agent_id, details, "
+    "host(ip) AS ip, user_agent, request_id, prev_hash, hash"
+)
+
+
+def audit_export_sql(*, filters: AuditFilters, export_format: str) -> tuple[str, list[Any]]:
+    """The one query behind an export (also what the benchmark hands to COPY), oldest first."""
+    where, params = audit_filters_where(filters=filters)
+    table = "audit_auditevent"
+    if export_format == "csv":
+        return f"SELECT {_CSV_SELECT} FROM {table} WHERE {where} ORDER BY id", params  # noqa: S608
+    if export_format == "jsonl":
+        inner = f"SELECT {_JSONL_SELECT} FROM {table} WHERE {where}"  # noqa: S608
+        outer = f"SELECT row_to_json(export_row)::text FROM ({inner}) AS export_row ORDER BY export_row.id"  # noqa: S608
+        return outer, params
+    raise ValueError(f"Unknown export format {export_format!r}.")
+
+
+def escape_formula(value: str) -> str:
+    """Python twin of the SQL guard, for files built in Python (the report)."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+@dataclasses.dataclass
+class _Digest:
+    rows: int = 0
+    sha256: Any = dataclasses.field(default_factory=hashlib.sha256)
+
+    def add(self, chunk: bytes, rows: int) -> bytes:
+        self.rows += rows
+        self.sha256.update(chunk)
+        return chunk
+
+
+class _CsvEncoder:
+    """csv.writer over one reusable buffer: a chunk of rows becomes one bytes object."""
+
+    def __init__(self):
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator="\r\n")
+
+    def encode(self, rows: Iterable[Iterable[Any]]) -> bytes:
+        self.writer.writerows(rows)
+        text = self.buffer.getvalue()
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        return text.encode()
+
+
+def _body_chunks(*, filters: AuditFilters, export_format: str, digest: _Digest) -> Iterator[bytes]:
+    """Every byte the manifest covers: the CSV header and rows, or the JSONL row lines."""
+    sql, params = audit_export_sql(filters=filters, export_format=export_format)
+    csv_encoder = _CsvEncoder()
+    if export_format == "csv":
+        yield digest.add(csv_encoder.encode([EXPORT_COLUMNS]), 0)
+    # A named cursor declared inside a transaction streams (WITHOUT HOLD); in autocommit
+    # Django would declare it WITH HOLD, which makes PostgreSQL materialise the whole result.
+    with transaction.atomic(), connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(CHUNK_ROWS):
+            if export_format == "csv":
+                chunk = csv_encoder.encode(rows)
+            else:
+                chunk = ("\n".join(row[0] for row in rows) + "\n").encode()
+            yield digest.add(chunk, len(rows))
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def export_filters_pinned(filters: AuditFilters) -> AuditFilters:
+    """Without `until` an export ends at the current second, so the same request can be replayed later."""
+    if filters.until is not None:
+        return filters
+    return dataclasses.replace(filters, until=timezone.now().replace(microsecond=0))
+
+
+def _manifest(*, filters: AuditFilters, export_format: str, digest: _Digest) -> dict[str, Any]:
+    query = filters.as_query()
+    return {
+        "manifest": {
+            "format": export_format,
+            "rows": digest.rows,
+            "sha256": digest.sha256.hexdigest(),
+            "since": _iso(filters.since),
+            "until": _iso(filters.until),
+            "filters": {key: query[key] for key in ("action", "actor", "workspace", "agent") if key in query},
+        }
+    }
+
+
+def audit_export_manifest(*, filters: AuditFilters, export_format: str) -> dict[str, Any]:
+    """Row count and SHA-256 of the export with these filters, recomputed by streaming it again."""
+    digest = _Digest()
+    for _chunk in _body_chunks(filters=filters, export_format=export_format, digest=digest):
+        pass
+    return _manifest(filters=filters, export_format=export_format, digest=digest)
+
+
+def _stamp(value: datetime | None, *, default: str) -> str:
+    if value is None:
+        return default
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H%M%S.%fZ" if value.microsecond else "%Y-%m-%dT%H%M%SZ")
+
+
+def export_filename(*, filters: AuditFilters, export_format: str) -> str:
+    since = _stamp(filters.since, default="begin")
+    until = _stamp(filters.until, default="now")
+    return f"coderauth-audit_{since}_{until}.{export_format}"
+
+
+def audit_export_response(*, filters: AuditFilters, export_format: str) -> StreamingHttpResponse:
+    """The export as a streamed download; JSONL ends with its manifest line."""
+    if export_format not in EXPORT_FORMATS:
+        raise ValueError(f"Unknown export format {export_format!r}.")
+    filters = export_filters_pinned(filters)
+
+    def content() -> Iterator[bytes]:
+        digest = _Digest()
+        yield from _body_chunks(filters=filters, export_format=export_format, digest=digest)
+        if export_format == "jsonl":
+            manifest = _manifest(filters=filters, export_format=export_format, digest=digest)
+            yield (json.dumps(manifest, separators=(",", ":")) + "\n").encode()
+
+    response = StreamingHttpResponse(content(), content_type=CONTENT_TYPES[export_format])
+    filename = export_filename(filters=filters, export_format=export_format)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Audit-Export-Until"] = _iso(filters.until)
+    response["Cache-Control"] = "no-store"
+    # Reverse proxies (nginx) would otherwise buffer the whole file before sending it on.
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _report_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(item) for item in value)
+    if isinstance(value, UUID):
+        return str(value)
+    return escape_formula(str(value))
+
+
+def report_json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with ids and times as JSON strings."""
+    return [
+        {
+            key: (_iso(value) if isinstance(value, datetime) else str(value) if isinstance(value, UUID) else value)
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
+
+
+def report_response(*, rows: list[dict[str, Any]], report_format: str) -> HttpResponse:
+    """The permissions report as a CSV download or a JSON array (the report is one row per agent: small)."""
+    if report_format == "json":
+        return JsonResponse(report_json_rows(rows), safe=False)
+    if report_format != "csv":
+        raise ValueError(f"Unknown report format {report_format!r}.")
+    encoder = _CsvEncoder()
+    body = encoder.encode([REPORT_COLUMNS]) + encoder.encode(
+        [[_report_cell(row.get(column)) for column in REPORT_COLUMNS] for row in rows]
+    )
+    response = HttpResponse(body, content_type=CONTENT_TYPES["csv"])
+    stamp = _stamp(timezone.now().replace(microsecond=0), default="now")
+    response["Content-Disposition"] = f'attachment; filename="coderauth-permissions_{stamp}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response
