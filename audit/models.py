@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 
 class AuditEvent(models.Model):
-    """One append-only audit record. Never holds a token or secret, at most a display hint."""
+    """One append-only audit record. Never holds a token or secret, at most a display hint.
+
+    PostgreSQL triggers reject UPDATE, DELETE and TRUNCATE (migration 0002); `hash` chains each row
+    to its predecessor (audit/chain.py). Rows are written only by audit.services.audit_record.
+    """
 
     ACTOR_USER = "user"
     ACTOR_AGENT = "agent"
@@ -31,3 +37,9 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.id} {self.action} by {self.actor_type}:{self.actor}"
+
+    def chain_fields(self) -> dict[str, Any]:
+        """The row as the chain hashes it (audit/chain.py)."""
+        from audit.chain import FIELDS
+
+        return {name: getattr(self, name) for name in FIELDS}

@@ -6,13 +6,22 @@ import re
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from audit import chain
 from audit.models import AuditEvent
 from coderauth import request_context
 
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+# The lock is its own statement: in READ COMMITTED each statement takes a fresh snapshot, so the
+# next SELECT sees the row the previous lock holder committed just before releasing the lock.
+_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+_LAST_HASH_SQL = (
+    "SELECT (SELECT hash FROM audit_auditevent ORDER BY id DESC LIMIT 1), "
+    "nextval(pg_get_serial_sequence('audit_auditevent', 'id'))"
+)
 
 
 def neutralise(text: str) -> str:
@@ -21,15 +30,19 @@ def neutralise(text: str) -> str:
 
 
 def _clean(value: Any) -> Any:
+    """JSON-native values that survive a jsonb round trip unchanged, so the stored row re-hashes."""
     if isinstance(value, str):
         return neutralise(value)
+    if value is None or isinstance(value, (bool, int)):
+        return value
     if isinstance(value, dict):
-        return {str(key): _clean(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
+        return {neutralise(str(key)): _clean(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [_clean(item) for item in value]
     if isinstance(value, UUID):
         return str(value)
-    return value
+    # Floats, datetimes and the rest as text: jsonb may print a float differently than Python.
+    return neutralise(str(value))
 
 
 def audit_record(
@@ -41,19 +54,34 @@ def audit_record(
     agent_id: UUID | str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event. Must run inside the caller's transaction so both commit or neither does."""
+    """Append one event to the hash chain. Must run inside the caller's transaction so both commit or neither does.
+
+    Appends are serialised by a transaction-level advisory lock held until the caller commits, so
+    two transactions never chain to the same predecessor. Cost: the lock, one SELECT, one INSERT.
+    """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records.")
     context = request_context.current()
-    return AuditEvent.objects.create(
-        time=timezone.now(),
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [chain.CHAIN_LOCK_KEY])
+        cursor.execute(_LAST_HASH_SQL)
+        last_hash, next_id = cursor.fetchone()
+    # Taken after the lock so that time never goes backwards along the chain within one clock.
+    now = timezone.now()
+    event = AuditEvent(
+        id=next_id,
+        time=now,
         action=action,
         actor_type=actor_type,
         actor=neutralise(str(actor))[:150],
-        workspace_id=workspace_id,
-        agent_id=agent_id,
+        workspace_id=chain.canonical_uuid(workspace_id),
+        agent_id=chain.canonical_uuid(agent_id),
         details=_clean(details or {}),
-        ip=context.ip,
-        user_agent=neutralise(context.user_agent),
-        request_id=context.request_id,
+        ip=chain.canonical_ip(context.ip),
+        user_agent=neutralise(context.user_agent)[:500],
+        request_id=neutralise(context.request_id)[:64],
+        prev_hash=last_hash or chain.GENESIS_HASH,
     )
+    event.hash = chain.row_hash(event.chain_fields())
+    event.save(force_insert=True)
+    return event

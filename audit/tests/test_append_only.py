@@ -1,0 +1,36 @@
+"""The audit table is append-only at the database level: the app's own connection cannot rewrite it."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from audit.models import AuditEvent
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_auditevent SET actor = 'mallory'",
+        "DELETE FROM audit_auditevent",
+        "TRUNCATE audit_auditevent",
+    ],
+    ids=["update", "delete", "truncate"],
+)
+def test_forbidden_statements_fail(chain_of_five, statement):
+    """UPDATE and DELETE (row triggers) and TRUNCATE (statement trigger) are all refused."""
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(statement)
+    assert AuditEvent.objects.count() == 5
+    assert set(AuditEvent.objects.values_list("actor", flat=True)) == {"tests"}
+
+
+def test_orm_writes_to_existing_rows_fail(chain_of_five):
+    """The ORM goes through the same triggers: no code path can edit or delete an event."""
+    event = chain_of_five[0]
+    event.actor = "mallory"
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        event.save()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).delete()
+    assert AuditEvent.objects.get(pk=event.pk).actor == "tests"
