@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "policies",
     "agents",
     "audit",
+    "ui",
 ]
 
 MIDDLEWARE = [

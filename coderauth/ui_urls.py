@@ -1,8 +1,5 @@
-"""The admin web UI (the UI issue fills these in)."""
+"""The admin web UI, mounted at the site root under the "ui" namespace (see ui/urls.py)."""
 
-from django.urls import path
-from django.views.generic import RedirectView
+from ui.urls import urlpatterns
 
-urlpatterns = [
-    path("", RedirectView.as_view(url="/api/schema/docs/", permanent=False), name="home"),
-]
+__all__ = ["urlpatterns"]

@@ -1,0 +1,71 @@
+"""Forms of the web UI. They only parse input; the services decide what is allowed."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+
+from policies.models import MODE_NAME_VALIDATOR
+from policies.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
+
+INHERIT = "inherit"
+REASON_HELP = "Recorded in the audit log."
+
+
+class ReasonMixin(forms.Form):
+    reason = forms.CharField(label="Reason", max_length=500, required=False, help_text=REASON_HELP)
+    confirm_loosen = forms.BooleanField(required=False)
+
+
+class WorkspaceModeForm(ReasonMixin):
+    permission_mode = forms.CharField(label="Permission mode", max_length=63)
+
+
+class AgentModeForm(ReasonMixin):
+    permission_mode = forms.CharField(label="Override", max_length=63)
+
+
+class BulkModeForm(ReasonMixin):
+    workspace = forms.TypedMultipleChoiceField(label="Workspaces", coerce=str, choices=(), required=True)
+    permission_mode = forms.CharField(label="Permission mode", max_length=63)
+    reason = forms.CharField(label="Reason", max_length=500, required=True, help_text=REASON_HELP)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Any id is accepted here; the view looks the ids up among the workspaces the user may see.
+        self.fields["workspace"].valid_value = lambda value: True
+
+
+class AgentTokenIssueForm(forms.Form):
+    name = forms.CharField(label="Token name", max_length=100, required=False)
+    scopes = forms.MultipleChoiceField(
+        label="Scopes",
+        choices=[(scope, scope) for scope in ALL_SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        required=True,
+    )
+    lifetime_days = forms.IntegerField(label="Lifetime (days)", min_value=1, initial=30)
+
+    def clean_lifetime_days(self) -> int:
+        days = self.cleaned_data["lifetime_days"]
+        maximum = int(settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME.total_seconds() // 86400)
+        if days > maximum:
+            raise forms.ValidationError(f"At most {maximum} days.")
+        return days
+
+
+class PermissionModeCreateForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=63, validators=[MODE_NAME_VALIDATOR])
+    description = forms.CharField(label="Description", max_length=300, required=False)
+    scopes = forms.MultipleChoiceField(
+        label="Scopes",
+        choices=[(scope, f"{scope} — {SCOPE_DESCRIPTIONS[scope]}") for scope in ALL_SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        required=True,
+    )
+
+
+class RecommendationApplyForm(forms.Form):
+    agent_id = forms.UUIDField()
+    permission_mode = forms.CharField(max_length=63)
+    reason = forms.CharField(label="Reason", max_length=500, required=True)

@@ -1,0 +1,133 @@
+"""Reads the pages need beyond agents.selectors: dashboard counts, list filters, choice lists.
+
+Every read starts from agents.selectors.workspace_list_for, so a member never sees another
+member's workspace, agent, token or audit event here either.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count, F, Prefetch, Q, QuerySet
+from django.db.models.functions import Coalesce
+
+from agents.models import AgentToken, AppStatus, Workspace, WorkspaceAgent
+from agents.selectors import workspace_list_for
+from audit.models import AuditEvent
+from policies.models import PermissionMode
+from policies.roles import can_read_everything, is_admin
+from policies.scopes import USER_DATA_SCOPES
+
+
+def agent_list_for(*, user) -> QuerySet[WorkspaceAgent]:
+    queryset = WorkspaceAgent.objects.select_related(
+        "workspace__owner", "workspace__permission_mode", "permission_mode"
+    )
+    if can_read_everything(user):
+        return queryset
+    return queryset.filter(workspace__owner=user)
+
+
+def workspace_search(*, user, query: str = "", mode: str = "") -> QuerySet[Workspace]:
+    """Workspaces matching a name/owner search and a mode, in a stable order for pagination."""
+    queryset = workspace_list_for(user=user)
+    if query:
+        queryset = queryset.filter(Q(name__icontains=query) | Q(owner__username__icontains=query))
+    if mode:
+        queryset = queryset.filter(permission_mode_id=mode)
+    return queryset.order_by("name", "owner__username", "id")
+
+
+def mode_counts(*, user) -> dict[str, list[dict]]:
+    """Workspaces by mode and agents by effective mode (override, else the workspace's)."""
+    workspaces = (
+        workspace_list_for(user=user)
+        .order_by()
+        .values(mode=F("permission_mode_id"))
+        .annotate(count=Count("id"))
+        .order_by("mode")
+    )
+    agents = (
+        agent_list_for(user=user)
+        .order_by()
+        .annotate(effective=Coalesce("permission_mode_id", "workspace__permission_mode_id"))
+        .values(mode=F("effective"))
+        .annotate(count=Count("id"))
+        .order_by("mode")
+    )
+    return {"workspaces": list(workspaces), "agents": list(agents)}
+
+
+def user_data_mode_names() -> list[str]:
+    return [mode.name for mode in PermissionMode.objects.all() if mode.scope_set() & USER_DATA_SCOPES]
+
+
+def agents_allowing_user_data(*, user, limit: int = 20) -> tuple[list[WorkspaceAgent], int]:
+    names = user_data_mode_names()
+    queryset = agent_list_for(user=user).filter(
+        Q(permission_mode_id__in=names) | Q(permission_mode__isnull=True, workspace__permission_mode_id__in=names)
+    )
+    return list(queryset.order_by("workspace__name", "name")[:limit]), queryset.count()
+
+
+def _visible_events(*, user) -> QuerySet[AuditEvent]:
+    events = AuditEvent.objects.all()
+    if can_read_everything(user):
+        return events
+    return events.filter(workspace_id__in=workspace_list_for(user=user).values("id"))
+
+
+def denied_requests_recent(*, user, limit: int = 10) -> list[AuditEvent]:
+    return list(_visible_events(user=user).filter(action="agent.access_denied").order_by("-id")[:limit])
+
+
+def workspace_events_recent(*, workspace: Workspace, limit: int = 20) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(workspace_id=workspace.id).order_by("-id")[:limit])
+
+
+def latest_app_status_per_agent(*, user, limit: int = 20) -> list[AppStatus]:
+    """The newest app-status of each visible agent (PostgreSQL DISTINCT ON), newest first."""
+    agent_ids = agent_list_for(user=user).values("id")
+    latest = (
+        AppStatus.objects.filter(agent_id__in=agent_ids)
+        .order_by("agent_id", "-created_at", "-id")
+        .distinct("agent_id")
+        .values("id")
+    )
+    return list(
+        AppStatus.objects.filter(id__in=latest)
+        .select_related("agent__workspace")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def workspace_agents_with_tokens(*, workspace: Workspace) -> list[WorkspaceAgent]:
+    """The workspace's agents with their tokens and latest app statuses, in three queries."""
+    return list(
+        WorkspaceAgent.objects.filter(workspace=workspace)
+        .select_related("workspace__permission_mode", "permission_mode")
+        .prefetch_related(
+            Prefetch("tokens", queryset=AgentToken.objects.order_by("-created_at")),
+            Prefetch("app_statuses", queryset=AppStatus.objects.order_by("-created_at", "-id")),
+        )
+        .order_by("name")
+    )
+
+
+def modes_within(*, scopes: frozenset[str], modes: list[PermissionMode]) -> list[PermissionMode]:
+    """Modes whose scopes are a subset of `scopes`: the tightening choices an owner may make."""
+    return [mode for mode in modes if mode.scope_set() <= scopes]
+
+
+def workspace_mode_choices(*, user, workspace: Workspace, modes: list[PermissionMode]) -> list[PermissionMode]:
+    if is_admin(user):
+        return modes
+    return modes_within(scopes=workspace.permission_mode.scope_set(), modes=modes)
+
+
+def agent_mode_choices(
+    *, user, agent: WorkspaceAgent, modes: list[PermissionMode]
+) -> tuple[bool, list[PermissionMode]]:
+    """(may choose "inherit", the modes the user may set as the agent's override)."""
+    if is_admin(user):
+        return True, modes
+    current = agent.effective_permission_mode.scope_set()
+    return agent.workspace.permission_mode.scope_set() <= current, modes_within(scopes=current, modes=modes)

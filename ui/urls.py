@@ -1,0 +1,25 @@
+from django.urls import path
+
+from ui.views import audit, auth, dashboard, modes, reports, workspaces
+
+urlpatterns = [
+    path("", dashboard.DashboardView.as_view(), name="home"),
+    path("login/", auth.LoginView.as_view(), name="login"),
+    path("logout/", auth.LogoutView.as_view(), name="logout"),
+    path("workspaces/", workspaces.WorkspaceListView.as_view(), name="workspace-list"),
+    path("workspaces/bulk-mode/", workspaces.WorkspaceBulkModeView.as_view(), name="workspace-bulk"),
+    path("workspaces/<uuid:workspace_id>/", workspaces.WorkspaceDetailView.as_view(), name="workspace-detail"),
+    path("workspaces/<uuid:workspace_id>/mode/", workspaces.WorkspaceModeView.as_view(), name="workspace-mode"),
+    path("agents/<uuid:agent_id>/mode/", workspaces.AgentModeView.as_view(), name="agent-mode"),
+    path("agents/<uuid:agent_id>/tokens/", workspaces.AgentTokenIssueView.as_view(), name="agent-token-issue"),
+    path(
+        "agents/<uuid:agent_id>/tokens/<uuid:token_id>/revoke/",
+        workspaces.AgentTokenRevokeView.as_view(),
+        name="agent-token-revoke",
+    ),
+    path("permission-modes/", modes.PermissionModeListView.as_view(), name="modes"),
+    path("audit/", audit.AuditListView.as_view(), name="audit"),
+    path("audit/<int:event_id>/", audit.AuditDetailView.as_view(), name="audit-detail"),
+    path("reports/", reports.ReportView.as_view(), name="reports"),
+    path("reports/apply/", reports.RecommendationApplyView.as_view(), name="report-apply"),
+]

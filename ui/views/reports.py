@@ -1,0 +1,67 @@
+"""The permissions report: who could do what, with least-privilege recommendations admins can apply."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views import View
+from django.views.generic import TemplateView
+
+from agents.selectors import agent_get_for
+from agents.services.workspaces import agent_mode_set
+from audit import selectors as audit_selectors
+from coderauth.exceptions import ServiceError
+from policies.roles import is_admin
+from policies.selectors import permission_mode_list
+from ui.forms import RecommendationApplyForm
+from ui.views.common import ReadersOnlyView, mode_or_none, require_admin, service_failure
+
+REPORT_PATH = "/api/v2/reports/permissions"
+
+
+def recommended_mode(row: dict, mode_names: list[str]) -> str | None:
+    """The report's recommendation is the name of the mode to switch the agent to, or empty."""
+    recommendation = row.get("recommendation") or ""
+    return recommendation if recommendation in mode_names else None
+
+
+class ReportView(ReadersOnlyView, TemplateView):
+    template_name = "ui/reports.html"
+
+    def get_context_data(self, **kwargs):
+        rows = audit_selectors.permissions_report_rows()
+        mode_names = [mode.name for mode in permission_mode_list()]
+        for row in rows:
+            row["recommended_mode"] = recommended_mode(row, mode_names)
+        return {
+            **super().get_context_data(**kwargs),
+            "rows": rows,
+            "recommendations": [row for row in rows if row.get("recommendation")],
+            "can_apply": is_admin(self.request.user),
+            "download_csv": f"{REPORT_PATH}?format=csv",
+            "download_json": f"{REPORT_PATH}?format=json",
+        }
+
+
+class RecommendationApplyView(ReadersOnlyView, View):
+    """One click for an admin: set the recommended override through the same service as any mode change."""
+
+    def post(self, request):
+        require_admin(request.user)
+        back = reverse("ui:reports")
+        form = RecommendationApplyForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Give a reason to apply a recommendation.")
+            return redirect(back)
+        agent = agent_get_for(user=request.user, agent_id=form.cleaned_data["agent_id"])
+        mode = mode_or_none(form.cleaned_data["permission_mode"])
+        if mode is None:
+            messages.error(request, "Unknown permission mode.")
+            return redirect(back)
+        try:
+            agent_mode_set(actor=request.user, agent=agent, permission_mode=mode, reason=form.cleaned_data["reason"])
+        except ServiceError as error:
+            return service_failure(request, error, back=back)
+        messages.success(request, f"Agent {agent.name} in {agent.workspace.name} now uses {mode.name}.")
+        return redirect(back)

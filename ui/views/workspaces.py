@@ -1,0 +1,250 @@
+"""Workspaces: the searchable list with bulk change, and one workspace's page with its agents and tokens."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views import View
+from django.views.generic import TemplateView
+
+from agents.selectors import agent_get_for, agent_token_get, workspace_get_for, workspace_list_for
+from agents.services.tokens import agent_token_issue, agent_token_revoke
+from agents.services.workspaces import agent_mode_set, workspace_mode_set, workspace_mode_set_bulk
+from coderauth.exceptions import ServiceError
+from policies.roles import is_admin, is_auditor
+from policies.scopes import ordered
+from policies.selectors import permission_mode_list
+from ui import selectors
+from ui.forms import INHERIT, AgentModeForm, AgentTokenIssueForm, BulkModeForm, WorkspaceModeForm
+from ui.views.common import SignedInView, confirm_loosening, loosening, mode_or_none, service_failure
+
+PAGE_SIZE = 25
+
+
+def _can_write(user, workspace) -> bool:
+    return not is_auditor(user) and (is_admin(user) or workspace.owner_id == user.pk)
+
+
+class WorkspaceListView(SignedInView, TemplateView):
+    template_name = "ui/workspace_list.html"
+
+    def get_context_data(self, **kwargs):
+        user = self.request.user
+        query = self.request.GET.get("q", "").strip()
+        mode = self.request.GET.get("mode", "").strip()
+        modes = list(permission_mode_list())
+        page = Paginator(selectors.workspace_search(user=user, query=query, mode=mode), PAGE_SIZE).get_page(
+            self.request.GET.get("page")
+        )
+        return {
+            **super().get_context_data(**kwargs),
+            "page": page,
+            "query": query,
+            "mode": mode,
+            "modes": modes,
+            "can_write": not is_auditor(user),
+        }
+
+
+class WorkspaceBulkModeView(SignedInView, View):
+    """One mode for several workspaces: one reason, one audit event each, one transaction."""
+
+    def post(self, request):
+        back = reverse("ui:workspace-list")
+        form = BulkModeForm(request.POST)
+        if not form.is_valid():
+            for field, errors in form.errors.items():
+                messages.error(request, f"{form.fields[field].label if field in form.fields else field}: {errors[0]}")
+            return redirect(back)
+        mode = mode_or_none(form.cleaned_data["permission_mode"])
+        if mode is None:
+            messages.error(request, "Unknown permission mode.")
+            return redirect(back)
+        ids = form.cleaned_data["workspace"]
+        try:
+            workspaces = list(workspace_list_for(user=request.user).filter(pk__in=ids))
+        except ValueError:
+            workspaces = []
+        if len(workspaces) != len(set(ids)):
+            raise Http404
+        reason = form.cleaned_data["reason"].strip()
+        looser = [ws for ws in workspaces if loosening(ws.permission_mode, mode)]
+        if looser and not (form.cleaned_data["confirm_loosen"] and reason):
+            return confirm_loosening(
+                request,
+                action=reverse("ui:workspace-bulk"),
+                title=f"Loosen {len(looser)} workspace(s) to {mode.name}?",
+                changes=[
+                    {
+                        "target": ws.name,
+                        "from": ws.permission_mode.name,
+                        "to": mode.name,
+                        "added": loosening(ws.permission_mode, mode),
+                    }
+                    for ws in looser
+                ],
+                fields=[("workspace", str(ws.pk)) for ws in workspaces] + [("permission_mode", mode.name)],
+                reason=reason,
+                back=back,
+            )
+        try:
+            workspace_mode_set_bulk(actor=request.user, workspaces=workspaces, permission_mode=mode, reason=reason)
+        except ServiceError as error:
+            return service_failure(request, error, back=back)
+        messages.success(request, f"{len(workspaces)} workspace(s) now use mode {mode.name}.")
+        return redirect(back)
+
+
+class WorkspaceDetailView(SignedInView, TemplateView):
+    template_name = "ui/workspace_detail.html"
+
+    def get_context_data(self, **kwargs):
+        user = self.request.user
+        workspace = workspace_get_for(user=user, workspace_id=kwargs["workspace_id"])
+        modes = list(permission_mode_list())
+        agents = selectors.workspace_agents_with_tokens(workspace=workspace)
+        agent_rows = []
+        for agent in agents:
+            may_inherit, choices = selectors.agent_mode_choices(user=user, agent=agent, modes=modes)
+            agent_rows.append(
+                {
+                    "agent": agent,
+                    "may_inherit": may_inherit,
+                    "choices": choices,
+                    "effective_scopes": agent.effective_permission_mode.ordered_scopes(),
+                    "statuses": list(agent.app_statuses.all())[:5],
+                }
+            )
+        return {
+            **super().get_context_data(**kwargs),
+            "workspace": workspace,
+            "mode_choices": selectors.workspace_mode_choices(user=user, workspace=workspace, modes=modes),
+            "modes": modes,
+            "agent_rows": agent_rows,
+            "can_write": _can_write(user, workspace),
+            "events": selectors.workspace_events_recent(workspace=workspace),
+        }
+
+
+class WorkspaceModeView(SignedInView, View):
+    def post(self, request, workspace_id):
+        workspace = workspace_get_for(user=request.user, workspace_id=workspace_id)
+        back = reverse("ui:workspace-detail", args=[workspace.pk])
+        form = WorkspaceModeForm(request.POST)
+        mode = mode_or_none(request.POST.get("permission_mode", ""))
+        if not form.is_valid() or mode is None:
+            messages.error(request, "Choose a known permission mode.")
+            return redirect(back)
+        reason = form.cleaned_data["reason"].strip()
+        added = loosening(workspace.permission_mode, mode)
+        if added and not (form.cleaned_data["confirm_loosen"] and reason):
+            return confirm_loosening(
+                request,
+                action=request.path,
+                title=f"Loosen workspace {workspace.name} to {mode.name}?",
+                changes=[
+                    {"target": workspace.name, "from": workspace.permission_mode.name, "to": mode.name, "added": added}
+                ],
+                fields=[("permission_mode", mode.name)],
+                reason=reason,
+                back=back,
+            )
+        previous = workspace.permission_mode.name
+        try:
+            workspace_mode_set(actor=request.user, workspace=workspace, permission_mode=mode, reason=reason)
+        except ServiceError as error:
+            return service_failure(request, error, back=back)
+        if previous == mode.name:
+            messages.info(request, f"Workspace {workspace.name} already uses mode {mode.name}.")
+        else:
+            messages.success(request, f"Workspace {workspace.name} changed from {previous} to {mode.name}.")
+        return redirect(back)
+
+
+class AgentModeView(SignedInView, View):
+    def post(self, request, agent_id):
+        agent = agent_get_for(user=request.user, agent_id=agent_id)
+        back = reverse("ui:workspace-detail", args=[agent.workspace_id])
+        form = AgentModeForm(request.POST)
+        choice = request.POST.get("permission_mode", "")
+        mode = None if choice == INHERIT else mode_or_none(choice)
+        if not form.is_valid() or (mode is None and choice != INHERIT):
+            messages.error(request, "Choose a known permission mode or inherit.")
+            return redirect(back)
+        reason = form.cleaned_data["reason"].strip()
+        current = agent.effective_permission_mode
+        new_effective = mode or agent.workspace.permission_mode
+        added = loosening(current, new_effective)
+        label = mode.name if mode else f"inherit ({agent.workspace.permission_mode.name})"
+        if added and not (form.cleaned_data["confirm_loosen"] and reason):
+            return confirm_loosening(
+                request,
+                action=request.path,
+                title=f"Loosen agent {agent.name} to {label}?",
+                changes=[{"target": agent.name, "from": current.name, "to": new_effective.name, "added": added}],
+                fields=[("permission_mode", choice)],
+                reason=reason,
+                back=back,
+            )
+        try:
+            agent_mode_set(actor=request.user, agent=agent, permission_mode=mode, reason=reason)
+        except ServiceError as error:
+            return service_failure(request, error, back=back)
+        messages.success(request, f"Agent {agent.name} now uses {label}.")
+        return redirect(back)
+
+
+class AgentTokenIssueView(SignedInView, View):
+    """Shows the new token once, in this response: it is never stored, redirected with or put in the session."""
+
+    def post(self, request, agent_id):
+        agent = agent_get_for(user=request.user, agent_id=agent_id)
+        back = reverse("ui:workspace-detail", args=[agent.workspace_id])
+        form = AgentTokenIssueForm(request.POST)
+        if not form.is_valid():
+            for field, errors in form.errors.items():
+                messages.error(request, f"{form.fields[field].label}: {errors[0]}")
+            return redirect(back)
+        try:
+            issued = agent_token_issue(
+                actor=request.user,
+                agent=agent,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                lifetime_seconds=form.cleaned_data["lifetime_days"] * 86400,
+            )
+        except ServiceError as error:
+            return service_failure(request, error, back=back)
+        response = render(
+            request,
+            "ui/token_issued.html",
+            {
+                "agent": agent,
+                "token": issued.token,
+                "plaintext": issued.plaintext,
+                "back": back,
+                "scopes": ordered(issued.token.scopes),
+            },
+            status=201,
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class AgentTokenRevokeView(SignedInView, View):
+    def post(self, request, agent_id, token_id):
+        agent = agent_get_for(user=request.user, agent_id=agent_id)
+        token = agent_token_get(agent=agent, token_id=token_id)
+        back = reverse("ui:workspace-detail", args=[agent.workspace_id])
+        try:
+            revoked = agent_token_revoke(actor=request.user, token=token)
+        except ServiceError as error:
+            return service_failure(request, error, back=back)
+        if revoked:
+            messages.success(request, f"Revoked {token} and {len(revoked) - 1} child token(s).")
+        else:
+            messages.info(request, f"{token} was already revoked.")
+        return redirect(back)
