@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import closing
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -79,13 +80,16 @@ class Command(BaseCommand):
         walk = chain.ChainWalk(start_hash=chain.stored_start_hash())
         body = hashlib.sha256()
         first_id = None
-        for row in walk.walk(chain.stored_rows(before_id=boundary, chunk_size=chunk_size)):
-            line = (chain.archive_line(row) + "\n").encode("ascii")
-            archive.write(line)
-            body.update(line)
-            first_id = row["id"] if first_id is None else first_id
-            if walk.count % PROGRESS_EVERY == 0:
-                self.stderr.write(f"archive_audit: {walk.count} events written")
+        # Closed here, not by the garbage collector: a failure must not leave the server-side cursor
+        # open past the rollback of this transaction.
+        with closing(chain.stored_rows(before_id=boundary, chunk_size=chunk_size)) as rows:
+            for row in walk.walk(rows):
+                line = (chain.archive_line(row) + "\n").encode("ascii")
+                archive.write(line)
+                body.update(line)
+                first_id = row["id"] if first_id is None else first_id
+                if walk.count % PROGRESS_EVERY == 0:
+                    self.stderr.write(f"archive_audit: {walk.count} events written")
         if walk.count == 0:
             return None
         summary = {

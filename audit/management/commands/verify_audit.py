@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import closing
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -29,8 +30,9 @@ class Command(BaseCommand):
         start = chain.stored_start_hash()
         walk = chain.ChainWalk(start_hash=start)
         try:
-            for row in chain.stored_rows(chunk_size=chunk_size):
-                walk.check(row)
+            with closing(chain.stored_rows(chunk_size=chunk_size)) as rows:
+                for row in rows:
+                    walk.check(row)
         except chain.ChainBroken as broken:
             raise CommandError(str(broken)) from None
         origin = "genesis" if start == chain.GENESIS_HASH else f"archived head {start}"
