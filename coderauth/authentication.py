@@ -73,9 +73,18 @@ class AgentPrincipal:
         return f"agent {self.agent_id}"
 
 
-# One indexed equality lookup that also resolves the effective mode (override, else workspace).
+# One statement per request: an indexed equality lookup that also resolves the effective mode
+# (override, else workspace), and records the use when the last record is older than the
+# resolution. The CTE's UPDATE matches nothing on most requests, so there is no write per request;
+# the SELECT reads the snapshot from before it.
 _AGENT_TOKEN_SQL = """
-SELECT t.id, t.hint, t.scopes, t.expires_at, t.revoked_at, t.last_used_at, t.parent_id,
+WITH touched AS (
+    UPDATE agents_agenttoken SET last_used_at = %(now)s
+    WHERE digest = %(digest)s AND revoked_at IS NULL AND expires_at > %(now)s
+      AND (last_used_at IS NULL OR last_used_at < %(touch_before)s)
+    RETURNING id
+)
+SELECT t.id, t.hint, t.scopes, t.expires_at, t.revoked_at, t.parent_id,
        a.id, a.name, w.id, w.name, u.id, u.username,
        COALESCE(agent_mode.name, workspace_mode.name),
        COALESCE(agent_mode.scopes, workspace_mode.scopes),
@@ -86,7 +95,7 @@ JOIN agents_workspace w ON w.id = a.workspace_id
 JOIN auth_user u ON u.id = w.owner_id
 JOIN policies_permissionmode workspace_mode ON workspace_mode.name = w.permission_mode
 LEFT JOIN policies_permissionmode agent_mode ON agent_mode.name = a.permission_mode
-WHERE t.digest = %s
+WHERE t.digest = %(digest)s
 """
 
 
@@ -106,29 +115,29 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
         if kind != "agent" or not tokens.is_well_formed(raw, "agent"):
             raise exceptions.AuthenticationFailed(MALFORMED_TOKEN)
 
+        now = timezone.now()
         with connection.cursor() as cursor:
-            cursor.execute(_AGENT_TOKEN_SQL, [tokens.digest(raw)])
+            cursor.execute(
+                _AGENT_TOKEN_SQL,
+                {
+                    "digest": tokens.digest(raw),
+                    "now": now,
+                    "touch_before": now - settings.CODERAUTH_LAST_USED_RESOLUTION,
+                },
+            )
             row = cursor.fetchone()
         if row is None:
             # Nobody issued it: no principal to audit, so the log gets the hint only.
             logger.warning("Unknown agent token presented: %s", tokens.display_hint(raw))
             raise exceptions.AuthenticationFailed(INVALID_TOKEN)
 
-        (token_id, hint, token_scopes, expires_at, revoked_at, last_used_at, parent_id, agent_id, agent_name,
+        (token_id, hint, token_scopes, expires_at, revoked_at, parent_id, agent_id, agent_name,
          workspace_id, workspace_name, owner_id, owner_username, mode_name, mode_scopes, owner_active) = row
-        now = timezone.now()
         if revoked_at is not None or expires_at <= now or not owner_active:
             reason = "revoked" if revoked_at is not None else ("expired" if expires_at <= now else "owner_inactive")
             self._record_rejection(token_id, hint, agent_id, workspace_id, reason)
             raise exceptions.AuthenticationFailed(INVALID_TOKEN)
 
-        if _should_touch(last_used_at, now):
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE agents_agenttoken SET last_used_at = %s WHERE id = %s "
-                    "AND (last_used_at IS NULL OR last_used_at < %s)",
-                    [now, token_id, now - settings.CODERAUTH_LAST_USED_RESOLUTION],
-                )
         principal = AgentPrincipal(
             token_id=token_id,
             token_hint=hint,
