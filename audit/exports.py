@@ -86,7 +86,8 @@ def audit_export_sql(*, filters: AuditFilters, export_format: str) -> tuple[str,
     where, params = audit_filters_where(filters=filters)
     table = "audit_auditevent"
     if export_format == "csv":
-        return f"SELECT {_CSV_SELECT} FROM {table} WHERE {where} ORDER BY id", params  # noqa: S608
+        # Qualified: a bare `id` in ORDER BY would name the text output column and sort "10" before "2".
+        return f"SELECT {_CSV_SELECT} FROM {table} WHERE {where} ORDER BY {table}.id", params  # noqa: S608
     if export_format == "jsonl":
         inner = f"SELECT {_JSONL_SELECT} FROM {table} WHERE {where}"  # noqa: S608
         outer = f"SELECT row_to_json(export_row)::text FROM ({inner}) AS export_row ORDER BY export_row.id"  # noqa: S608
@@ -150,10 +151,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def export_filters_pinned(filters: AuditFilters) -> AuditFilters:
-    """Without `until` an export ends at the current second, so the same request can be replayed later."""
+    """Without `until` an export ends now (to the microsecond), so the same request can be replayed later."""
     if filters.until is not None:
         return filters
-    return dataclasses.replace(filters, until=timezone.now().replace(microsecond=0))
+    return dataclasses.replace(filters, until=timezone.now())
 
 
 def _manifest(*, filters: AuditFilters, export_format: str, digest: _Digest) -> dict[str, Any]:
