@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django import forms
 from django.conf import settings
 
@@ -26,13 +28,13 @@ class AgentModeForm(ReasonMixin):
 
 
 class BulkModeForm(ReasonMixin):
-    workspace = forms.TypedMultipleChoiceField(label="Workspaces", coerce=str, choices=(), required=True)
+    workspace = forms.TypedMultipleChoiceField(label="Workspaces", coerce=uuid.UUID, choices=(), required=True)
     permission_mode = forms.CharField(label="Permission mode", max_length=63)
     reason = forms.CharField(label="Reason", max_length=500, required=True, help_text=REASON_HELP)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Any id is accepted here; the view looks the ids up among the workspaces the user may see.
+        # Any well-formed id passes here; the view looks the ids up among the workspaces the user may see.
         self.fields["workspace"].valid_value = lambda value: True
 
 

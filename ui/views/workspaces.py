@@ -64,10 +64,7 @@ class WorkspaceBulkModeView(SignedInView, View):
             messages.error(request, "Unknown permission mode.")
             return redirect(back)
         ids = form.cleaned_data["workspace"]
-        try:
-            workspaces = list(workspace_list_for(user=request.user).filter(pk__in=ids))
-        except ValueError:
-            workspaces = []
+        workspaces = list(workspace_list_for(user=request.user).filter(pk__in=ids))
         if len(workspaces) != len(set(ids)):
             raise Http404
         reason = form.cleaned_data["reason"].strip()
