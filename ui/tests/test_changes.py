@@ -184,22 +184,21 @@ def test_bulk_loosening_asks_for_confirmation(admin_web, member):
 
 
 def test_member_bulk_refusal_rolls_everything_back(member_web, member):
-    """One refused change (a loosening) undoes the others: all in one transaction."""
-    tight = WorkspaceFactory(owner=member, permission_mode=mode("no-user-data"))
-    custom = PermissionMode.objects.create(name="connect-only", scopes=["agent:connect"])
-    loose = WorkspaceFactory(owner=member)
-    data = {"workspace": [str(loose.pk), str(tight.pk)], "permission_mode": custom.name, "reason": "x"}
-    member_web.post(reverse("ui:workspace-bulk"), data)
-    assert _mode_of(loose) == "connect-only" and _mode_of(tight) == "connect-only"
+    """One refused change (a loosening) undoes the allowed ones before it: all in one transaction."""
+    PermissionMode.objects.create(name="connect-only", scopes=["agent:connect"])
+    tightened_first = WorkspaceFactory(owner=member, name="a-first")
+    loosened_second = WorkspaceFactory(owner=member, name="b-second", permission_mode=mode("connect-only"))
     data = {
-        "workspace": [str(loose.pk), str(tight.pk)],
-        "permission_mode": "default",
+        "workspace": [str(tightened_first.pk), str(loosened_second.pk)],
+        "permission_mode": "no-user-data",
         "reason": "x",
         "confirm_loosen": "on",
     }
     response = member_web.post(reverse("ui:workspace-bulk"), data)
     assert response.status_code == 403
-    assert _mode_of(loose) == "connect-only" and _mode_of(tight) == "connect-only"
+    assert _mode_of(tightened_first) == "default"
+    assert _mode_of(loosened_second) == "connect-only"
+    assert not AuditEvent.objects.filter(action="workspace.mode_changed").exists()
 
 
 def test_member_bulk_including_another_members_workspace_is_refused(member_web, member, other_member):
