@@ -6,6 +6,7 @@ import logging
 import re
 import uuid
 
+from django.conf import settings
 from django.http import JsonResponse
 
 from coderauth import request_context
@@ -42,13 +43,27 @@ class RequestContextMiddleware:
         return response
 
 
+def _declared_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 class ApiErrorMiddleware:
-    """An unhandled error under /api/ becomes a JSON 500 that names the request id, never a stack trace."""
+    """JSON errors under /api/: a 413 for oversized bodies, and a JSON 500 naming the request id for
+    unhandled errors, never a stack trace."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        # DRF's parsers read the stream directly, bypassing Django's DATA_UPLOAD_MAX_MEMORY_SIZE check
+        # (which only guards request.body and request.POST): enforce it before any view parses JSON.
+        # A body without Content-Length is read as empty by Django's WSGI handler.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and is_api_path(request.path) and _declared_length(request) > limit:
+            return JsonResponse({"detail": f"Request body too large (at most {limit} bytes)."}, status=413)
         return self.get_response(request)
 
     def process_exception(self, request, exception):
