@@ -1,0 +1,112 @@
+"""Errors under /api/ are JSON with a `detail`, never HTML and never a stack trace (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from conftest import assert_status
+
+pytestmark = pytest.mark.django_db
+
+
+def _assert_json_error(response, status: int) -> dict:
+    assert_status(response, status)
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = response.json()
+    assert body["detail"]
+    text = response.content.decode()
+    assert "Traceback" not in text and "<html" not in text.lower()
+    return body
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+@pytest.mark.parametrize("path", ["/api/v2/nope", "/api/v2/workspaceagents/me/nope", "/api/nope/deeper", "/api/"])
+def test_unknown_api_path_is_a_json_404(settings, member_client, debug, method, path):
+    settings.DEBUG = debug
+    _assert_json_error(getattr(member_client, method)(path), 404)
+
+
+def test_unknown_api_path_is_a_json_404_without_credentials(settings):
+    settings.DEBUG = True
+    _assert_json_error(APIClient().get("/api/v2/does-not-exist"), 404)
+
+
+def test_unknown_object_is_a_json_404(member_client):
+    response = member_client.get(reverse("agents:workspace-detail", args=["00000000-0000-0000-0000-000000000000"]))
+    _assert_json_error(response, 404)
+
+
+def test_method_not_allowed_is_json(member_client, agent_client):
+    _assert_json_error(member_client.delete(reverse("agents:user-me")), 405)
+    _assert_json_error(agent_client.post(reverse("agents:agent-manifest"), {}, format="json"), 405)
+
+
+def test_malformed_json_is_a_400(member_client, api_client):
+    response = member_client.post(reverse("agents:workspace-list"), data="{not json", content_type="application/json")
+    _assert_json_error(response, 400)
+    response = api_client.post(reverse("agents:user-login"), data='{"username": ', content_type="application/json")
+    _assert_json_error(response, 400)
+
+
+def test_unsupported_media_type_is_json(member_client):
+    response = member_client.post(reverse("agents:workspace-list"), data="name=x", content_type="text/plain")
+    _assert_json_error(response, 415)
+
+
+def test_field_errors_name_the_fields(member_client):
+    body = _assert_json_error(member_client.post(reverse("agents:workspace-list"), {"name": ""}, format="json"), 400)
+    assert "name" in body
+
+
+@pytest.mark.parametrize("client_fixture", ["member_client", "agent_client", "api_client"])
+def test_oversized_body_is_a_json_413(request, settings, client_fixture):
+    """A body past DATA_UPLOAD_MAX_MEMORY_SIZE is refused before it is parsed, on every kind of route."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    client = request.getfixturevalue(client_fixture)
+    url = {
+        "member_client": reverse("agents:workspace-list"),
+        "agent_client": reverse("agents:agent-logs"),
+        "api_client": reverse("agents:user-login"),
+    }[client_fixture]
+    payload = {"name": "x" * 20_000, "username": "x" * 20_000, "logs": [{"output": "x" * 20_000}]}
+    method = client.patch if client_fixture == "agent_client" else client.post
+    _assert_json_error(method(url, payload, format="json"), 413)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_unhandled_error_is_a_json_500_without_a_traceback(settings, monkeypatch, member, debug):
+    """An unexpected exception must not leak a stack trace or its message to the client."""
+    from agents import selectors
+
+    settings.DEBUG = debug
+
+    def explode(**kwargs):
+        raise RuntimeError("database password is hunter2")
+
+    monkeypatch.setattr(selectors, "workspace_list_for", explode)
+    from conftest import client_for_user
+
+    client = client_for_user(member)
+    client.raise_request_exception = False
+    response = client.get(reverse("agents:workspace-list"))
+
+    body = _assert_json_error(response, 500)
+    assert "hunter2" not in response.content.decode()
+    assert body["request_id"] == response["X-Request-ID"]
+
+
+def test_unhandled_error_on_an_agent_route_is_a_json_500(monkeypatch, agent_client):
+    from agents.services import status as status_services
+
+    def explode(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(status_services, "app_status_report", explode)
+    agent_client.raise_request_exception = False
+    response = agent_client.patch(
+        reverse("agents:agent-app-status"), {"app_slug": "x", "state": "idle", "message": "m"}, format="json"
+    )
+    _assert_json_error(response, 500)
