@@ -188,25 +188,20 @@ class AgentCredentials:
             },
         )
         self.renewal = _child_from(body)
-        self.working = await self._mint_working()
+        self.working = await self._mint_working(self.renewal)
 
-    async def _mint_working(self) -> ChildToken:
-        assert self.renewal is not None
+    async def _mint_working(self, renewal: ChildToken) -> ChildToken:
         payload = {"name": "coderauth-mcp", "lifetime_seconds": WORKING_TOKEN_LIFETIME_SECONDS}
+        path = "workspaceagents/me/tokens"
         try:
             body = await self.client.request(
-                "POST",
-                "workspaceagents/me/tokens",
-                token=self.renewal.token,
-                json={**payload, "scopes": list(self.renewal.scopes)},
+                "POST", path, token=renewal.token, json={**payload, "scopes": list(renewal.scopes)}
             )
         except ApiError as exc:
             if exc.status != 400:
                 raise
             # The mode was narrowed since start-up: take what is allowed now, try the full set next renewal.
-            body = await self.client.request(
-                "POST", "workspaceagents/me/tokens", token=self.renewal.token, json=payload
-            )
+            body = await self.client.request("POST", path, token=renewal.token, json=payload)
         child = _child_from(body)
         child.renew_at = self._clock() + WORKING_TOKEN_LIFETIME_SECONDS * RENEW_AFTER_FRACTION
         logger.info("working token %s minted with %s", child.id, ", ".join(child.scopes))
@@ -215,13 +210,15 @@ class AgentCredentials:
     async def renew(self, *, stale: ChildToken | None = None) -> ChildToken:
         """Replace the working token (unless another caller already replaced `stale`) and revoke the old one."""
         async with self._lock:
-            old = self.working
+            old, renewal = self.working, self.renewal
+            if renewal is None:
+                raise RuntimeError("the MCP server's child tokens were revoked; it is shutting down")
             if stale is not None and old is not stale:
                 return old  # renewed meanwhile by a concurrent call
-            self.working = await self._mint_working()
+            self.working = await self._mint_working(renewal)
         if old is not None:
             try:
-                await self.client.request("DELETE", f"workspaceagents/me/tokens/{old.id}", token=self.renewal.token)
+                await self.client.request("DELETE", f"workspaceagents/me/tokens/{old.id}", token=renewal.token)
             except (ApiError, Unreachable) as exc:
                 logger.warning("could not revoke the previous working token %s: %s", old.id, exc)
         return self.working
@@ -229,7 +226,7 @@ class AgentCredentials:
     async def working_token(self) -> ChildToken:
         current = self.working
         if current is None:
-            raise RuntimeError("start() was not called")
+            raise RuntimeError("the MCP server holds no child token (not started, or shutting down)")
         if self._clock() >= current.renew_at:
             current = await self.renew(stale=current)
         return current
@@ -238,10 +235,11 @@ class AgentCredentials:
         """A call with the working token. One renewal and retry when the token was refused (401) or holds
         fewer scopes than the renewal token (403 after a mode was loosened again)."""
         current = await self.working_token()
+        renewal = self.renewal
         try:
             return await self.client.request(method, path, token=current.token, json=json)
         except ApiError as exc:
-            narrower = set(current.scopes) < set(self.renewal.scopes)
+            narrower = renewal is not None and set(current.scopes) < set(renewal.scopes)
             if not (exc.status == 401 or (exc.status == 403 and narrower)):
                 raise
         current = await self.renew(stale=current)

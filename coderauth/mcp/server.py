@@ -41,7 +41,7 @@ class StartupError(Exception):
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ApiError):
-        return exc.describe()
+        return f"coderauth answered {exc.describe()}"
     return str(exc)
 
 
@@ -58,7 +58,7 @@ class CoderTools:
         try:
             return await self.credentials.agent_request(method, path, json=json)
         except (ApiError, Unreachable) as exc:
-            raise ToolError(f"coderauth refused to {action}: {_describe(exc)}") from None
+            raise ToolError(f"Could not {action}: {_describe(exc)}") from None
 
     def _require_user_token(self, tool: str) -> str:
         # Hiding a tool is not authorisation: every user tool checks again when called.
@@ -73,7 +73,7 @@ class CoderTools:
         try:
             return await self.credentials.client.request("GET", path, token=token)
         except (ApiError, Unreachable) as exc:
-            raise ToolError(f"coderauth refused to {action}: {_describe(exc)}") from None
+            raise ToolError(f"Could not {action}: {_describe(exc)}") from None
 
     async def report_task(self, *, summary: str, link: str, state: str) -> dict[str, Any]:
         summary = summary.strip()
@@ -248,7 +248,8 @@ async def serve(config: Config) -> int:
             ", ".join(tool.name for tool in await server.list_tools()),
         )
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(_revoke_on_signal, credentials)
+            if sys.platform != "win32":  # no signal receivers there; stdin EOF still exits cleanly
+                task_group.start_soon(_revoke_on_signal, credentials)
             await server.run_stdio_async()  # returns when stdin reaches EOF
             task_group.cancel_scope.cancel()
         return 0

@@ -183,6 +183,7 @@ class FakeCoderauth:
         self.allowed = set(allowed)
         self.tokens: dict[str, dict] = {PARENT: {"id": "parent", "scopes": set(allowed), "revoked": False}}
         self.log: list[tuple[str, str, str]] = []  # (method, path, token id)
+        self.outage: int | Exception | None = None  # a status or an exception for every request
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         secret = request.headers["Authorization"].removeprefix("Bearer ")
@@ -191,6 +192,10 @@ class FakeCoderauth:
         if token is None or token["revoked"]:
             return httpx.Response(401, json={"detail": "Invalid, expired or revoked token."})
         self.log.append((request.method, path, token["id"]))
+        if self.outage is not None:
+            if isinstance(self.outage, Exception):
+                raise self.outage
+            return httpx.Response(self.outage, text="<html>Bad gateway</html>")
         now_allowed = token["scopes"] & self.allowed
         if path == "workspaceagents/me/tokens" and request.method == "POST":
             body = json.loads(request.content)
@@ -302,3 +307,21 @@ def test_user_tools_check_the_user_token_at_call_time():
     for call in (tools.get_authenticated_user(), tools.list_workspaces(), tools.get_workspace("main")):
         with pytest.raises(ToolError, match="needs a user token"):
             run(call)
+
+
+@pytest.mark.parametrize("outage", [503, 500, httpx.ConnectError("connection refused")], ids=["503", "500", "refused"])
+def test_server_failures_become_readable_tool_errors(outage):
+    """5xx and connection refused mid-session: a tool error naming the failure, after bounded retries, no crash."""
+    fake, clock = FakeCoderauth(), Clock()
+    credentials = started(fake, clock)
+    config = Config(url=URL, agent_token="", agent_token_source="CODER_AGENT_TOKEN")
+    tools = CoderTools(config=config, credentials=credentials, user=None)
+    fake.outage = outage
+    with pytest.raises(ToolError) as caught:
+        run(tools.report_task(summary="Building", link="", state="working"))
+    message = str(caught.value)
+    assert message.startswith("Could not store the status report: ")
+    assert (str(outage) if isinstance(outage, int) else "cannot reach http://coderauth.test") in message
+    assert "<html>" not in message
+    fake.outage = None
+    assert run(tools.report_task(summary="Building", link="", state="working"))["reported"] is True
