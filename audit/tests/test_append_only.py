@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.urls import reverse
 
 from audit.models import AuditEvent
 
@@ -34,3 +35,17 @@ def test_orm_writes_to_existing_rows_fail(chain_of_five):
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         AuditEvent.objects.filter(pk=event.pk).delete()
     assert AuditEvent.objects.get(pk=event.pk).actor == "tests"
+
+
+def test_django_admin_is_read_only(chain_of_five, admin_user, client):
+    """Even a superuser sees the log in the Django admin but can add, change or delete nothing."""
+    admin_user.is_staff = admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    event = chain_of_five[0]
+    assert client.get(reverse("admin:audit_auditevent_changelist")).status_code == 200
+    assert client.get(reverse("admin:audit_auditevent_add")).status_code == 403
+    assert client.post(reverse("admin:audit_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
+    client.post(reverse("admin:audit_auditevent_change", args=[event.pk]), {"actor": "mallory"})
+    assert AuditEvent.objects.get(pk=event.pk).actor == "tests"
+    assert AuditEvent.objects.count() == 5
