@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from agents.models import AgentToken, ExternalAuthProvider, Workspace
 from agents.services.tokens import agent_child_token_issue, agent_token_issue, agent_token_revoke
-from agents.services.user_data import external_auth_link_set, git_ssh_key_get_or_create
+from agents.services.user_data import external_auth_link_set, git_ssh_key_get_or_create, git_ssh_private_key
 from agents.services.users import user_token_issue
 from audit.models import AuditEvent
 from coderauth.authentication import AgentTokenAuthentication
@@ -127,8 +127,6 @@ def build_world(mode_name: str) -> World:
     workspace = WorkspaceFactory(owner=owner, permission_mode=mode("default"))
     agent = AgentFactory(workspace=workspace)
     ssh_key = git_ssh_key_get_or_create(user=owner)
-    from agents.services.user_data import git_ssh_private_key
-
     provider = ExternalAuthProvider.objects.create(id="github", type="github", regex=r"^https://github\.com/")
     external_auth_link_set(user=owner, provider=provider, access_token=ACCESS_TOKEN, token_extra={"scope": "repo"})
 
