@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince, timeuntil
 
+from policies.models import PermissionMode
 from policies.roles import is_admin, user_role
 from policies.scopes import USER_DATA_SCOPES
 
@@ -57,22 +58,30 @@ def get_item(mapping, key):
     return mapping.get(key) if mapping else None
 
 
-@register.filter
-def mode_badge(mode):
-    """A mode name as a badge: amber when it lets agents read user data, green when it does not."""
-    if mode is None:
+def _modes_by_name(context) -> dict:
+    """All modes, loaded once per page render: a badge given only a name still knows the mode's scopes."""
+    cache = context.render_context
+    if "ui_modes_by_name" not in cache:
+        cache["ui_modes_by_name"] = {mode.name: mode for mode in PermissionMode.objects.all()}
+    return cache["ui_modes_by_name"]
+
+
+@register.simple_tag(takes_context=True)
+def mode_badge(context, mode):
+    """A mode as a badge: amber when it lets agents read user data, green when it does not."""
+    if not mode:
         return mark_safe('<span class="badge">—</span>')
+    if isinstance(mode, str):
+        mode = _modes_by_name(context).get(mode, mode)
     name = getattr(mode, "name", mode)
     scopes = getattr(mode, "scopes", None)
     if scopes is None:
-        user_data = {"default": True, "no-user-data": False}.get(name)
-    else:
-        user_data = bool(set(scopes) & USER_DATA_SCOPES)
-    css = {True: "badge badge-warn", False: "badge badge-safe", None: "badge"}[user_data]
-    title = "Agents may read the owner's user data" if user_data else "No access to user data"
-    if user_data is None:
-        title = "Custom mode"
-    return format_html('<span class="{}" title="{}">{}</span>', css, title, name)
+        return format_html('<span class="badge" title="Unknown or deleted mode">{}</span>', name)
+    if set(scopes) & USER_DATA_SCOPES:
+        return format_html(
+            '<span class="badge badge-warn" title="Agents may read the owner\'s user data">{}</span>', name
+        )
+    return format_html('<span class="badge badge-safe" title="No access to user data">{}</span>', name)
 
 
 @register.filter

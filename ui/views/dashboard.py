@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.views.generic import TemplateView
 
-from policies.selectors import permission_mode_list
 from ui import selectors
 from ui.views.auth import LoginView
 
@@ -20,9 +19,6 @@ class DashboardView(TemplateView):
     def get_context_data(self, **kwargs):
         user = self.request.user
         counts = selectors.mode_counts(user=user)
-        modes = {mode.name: mode for mode in permission_mode_list()}
-        for row in counts["workspaces"] + counts["agents"]:
-            row["mode"] = modes.get(row["mode"], row["mode"])
         user_data_agents, user_data_agent_count = selectors.agents_allowing_user_data(user=user)
         return {
             **super().get_context_data(**kwargs),
