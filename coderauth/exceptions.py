@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.db.models import ProtectedError
 from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -53,6 +54,10 @@ def api_exception_handler(exc, context):
         exc = PayloadTooLarge()
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, DataError):
+        # The database refused a value the serializers let through (a NUL byte in a path or query
+        # parameter, a number out of range): bad input, not a server fault.
+        exc = exceptions.ValidationError({"detail": "Invalid input."})
     elif isinstance(exc, ProtectedError):
         exc = exceptions.ValidationError({"detail": "The object is in use and cannot be deleted."})
     elif isinstance(exc, Http404):

@@ -51,8 +51,8 @@ def _declared_length(request) -> int:
 
 
 class ApiErrorMiddleware:
-    """JSON errors under /api/: a 413 for oversized bodies, and a JSON 500 naming the request id for
-    unhandled errors, never a stack trace."""
+    """JSON errors under /api/: 413 for oversized bodies, 400 for NUL in the URL, and a JSON 500 naming
+    the request id for unhandled errors, never a stack trace."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -61,9 +61,16 @@ class ApiErrorMiddleware:
         # DRF's parsers read the stream directly, bypassing Django's DATA_UPLOAD_MAX_MEMORY_SIZE check
         # (which only guards request.body and request.POST): enforce it before any view parses JSON.
         # A body without Content-Length is read as empty by Django's WSGI handler.
+        if not is_api_path(request.path):
+            return self.get_response(request)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if limit is not None and is_api_path(request.path) and _declared_length(request) > limit:
+        if limit is not None and _declared_length(request) > limit:
             return JsonResponse({"detail": f"Request body too large (at most {limit} bytes)."}, status=413)
+        # PostgreSQL text cannot hold NUL: a NUL in a path or query parameter would reach a lookup and
+        # fail there as a server error. It is never valid input, so refuse it up front.
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "\x00" in query or "%00" in query:
+            return JsonResponse({"detail": "NUL characters are not allowed in URLs."}, status=400)
         return self.get_response(request)
 
     def process_exception(self, request, exception):

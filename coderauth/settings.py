@@ -148,7 +148,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["coderauth.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "coderauth.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "coderauth.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

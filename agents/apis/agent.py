@@ -7,7 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.apis.workspaces import IssuedAgentTokenSerializer, issued_agent_token_body
+from agents.apis.workspaces import LIFETIME_SECONDS_LIMIT, IssuedAgentTokenSerializer, issued_agent_token_body
 from agents.services import status as status_services
 from agents.services import tokens as token_services
 from agents.services import user_data
@@ -77,7 +77,9 @@ class AgentAppStatusApi(AgentApi):
         uri = serializers.CharField()
         created_at = serializers.DateTimeField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **errors(400, 401, 403, scope_denied=True)})
+    @extend_schema(
+        request=InputSerializer, responses={200: OutputSerializer, **errors(400, 401, 403, scope_denied=True)}
+    )
     def patch(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -99,7 +101,9 @@ class AgentLogsApi(AgentApi):
     class OutputSerializer(serializers.Serializer):
         accepted = serializers.IntegerField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **errors(400, 401, 403, 413, scope_denied=True)})
+    @extend_schema(
+        request=InputSerializer, responses={200: OutputSerializer, **errors(400, 401, 403, 413, scope_denied=True)}
+    )
     def patch(self, request):
         envelope = self.InputSerializer(data=request.data)
         envelope.is_valid(raise_exception=True)
@@ -118,7 +122,7 @@ class AgentChildTokenApi(AgentApi):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, max_length=10)
-        lifetime_seconds = serializers.IntegerField(min_value=60, required=False)
+        lifetime_seconds = serializers.IntegerField(min_value=60, max_value=LIFETIME_SECONDS_LIMIT, required=False)
 
     @extend_schema(request=InputSerializer, responses={201: IssuedAgentTokenSerializer, **errors(400, 401)})
     def post(self, request):

@@ -11,6 +11,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from agents import selectors
+from agents.apis.workspaces import LIFETIME_SECONDS_LIMIT
 from agents.models import ExternalAuthProvider
 from agents.services import user_data, users
 from coderauth.openapi import errors
@@ -58,7 +59,9 @@ class UserMeApi(APIView):
     @extend_schema(responses={200: OutputSerializer, **errors(401)})
     def get(self, request):
         user = request.user
-        return Response(self.OutputSerializer({"id": user.pk, "username": user.username, "roles": [user_role(user)]}).data)
+        return Response(
+            self.OutputSerializer({"id": user.pk, "username": user.username, "roles": [user_role(user)]}).data
+        )
 
 
 class UserTokenOutputSerializer(serializers.Serializer):
@@ -74,7 +77,7 @@ class UserTokenOutputSerializer(serializers.Serializer):
 class UserTokenListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
-        lifetime_seconds = serializers.IntegerField(min_value=60, required=False)
+        lifetime_seconds = serializers.IntegerField(min_value=60, max_value=LIFETIME_SECONDS_LIMIT, required=False)
 
     class CreatedSerializer(serializers.Serializer):
         id = serializers.UUIDField()
@@ -91,7 +94,12 @@ class UserTokenListCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         issued = users.user_token_issue(user=request.user, **data.validated_data)
-        body = {"id": issued.token.id, "name": issued.token.name, "token": issued.plaintext, "expires_at": issued.token.expires_at}
+        body = {
+            "id": issued.token.id,
+            "name": issued.token.name,
+            "token": issued.plaintext,
+            "expires_at": issued.token.expires_at,
+        }
         return Response(self.CreatedSerializer(body).data, status=status.HTTP_201_CREATED)
 
 

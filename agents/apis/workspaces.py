@@ -16,6 +16,10 @@ from coderauth.openapi import errors
 from policies.fields import PermissionModeField
 from policies.scopes import ALL_SCOPES, ordered
 
+# Far above every configurable maximum, low enough that `now + lifetime` cannot overflow a datetime;
+# the services then apply the real limits (400 above the maximum, or clamping for child tokens).
+LIFETIME_SECONDS_LIMIT = 100 * 365 * 86400
+
 
 class AgentOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -86,7 +90,9 @@ class WorkspaceDetailApi(APIView):
         workspace = selectors.workspace_get_for(user=request.user, workspace_id=workspace_id)
         return Response(WorkspaceOutputSerializer(workspace).data)
 
-    @extend_schema(request=ModeChangeInputSerializer, responses={200: WorkspaceOutputSerializer, **errors(400, 401, 403, 404)})
+    @extend_schema(
+        request=ModeChangeInputSerializer, responses={200: WorkspaceOutputSerializer, **errors(400, 401, 403, 404)}
+    )
     def patch(self, request, workspace_id):
         workspace = selectors.workspace_get_for(user=request.user, workspace_id=workspace_id)
         data = ModeChangeInputSerializer(data=request.data)
@@ -119,7 +125,9 @@ class AgentDetailApi(APIView):
         agent = selectors.agent_get_for(user=request.user, agent_id=agent_id)
         return Response(self._serialize(agent))
 
-    @extend_schema(request=ModeChangeInputSerializer, responses={200: AgentDetailOutputSerializer, **errors(400, 401, 403, 404)})
+    @extend_schema(
+        request=ModeChangeInputSerializer, responses={200: AgentDetailOutputSerializer, **errors(400, 401, 403, 404)}
+    )
     def patch(self, request, agent_id):
         agent = selectors.agent_get_for(user=request.user, agent_id=agent_id)
         data = ModeChangeInputSerializer(data=request.data)
@@ -174,7 +182,7 @@ class AgentTokenListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, max_length=10)
-        lifetime_seconds = serializers.IntegerField(min_value=60, required=False)
+        lifetime_seconds = serializers.IntegerField(min_value=60, max_value=LIFETIME_SECONDS_LIMIT, required=False)
 
     @extend_schema(responses={200: AgentTokenOutputSerializer(many=True), **errors(401, 404)})
     def get(self, request, agent_id):

@@ -110,3 +110,61 @@ def test_unhandled_error_on_an_agent_route_is_a_json_500(monkeypatch, agent_clie
         reverse("agents:agent-app-status"), {"app_slug": "x", "state": "idle", "message": "m"}, format="json"
     )
     _assert_json_error(response, 500)
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(api_client):
+    """Python's JSON decoder raises RecursionError, not ValueError, on `[[[[...`: still bad input."""
+    api_client.raise_request_exception = False
+    response = api_client.post(reverse("agents:user-login"), data="[" * 100_000, content_type="application/json")
+    _assert_json_error(response, 400)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v2/workspaceagents/me/external-auth?id=%00",
+        "/api/v2/workspaceagents/me/gitauth?url=https://github.com/%00",
+        "/api/v2/permission-modes/a%00b",
+        "/api/v2/users/me/external-auth/a%00b",
+    ],
+)
+def test_nul_in_the_url_is_a_400_not_a_database_error(agent_client, member_client, url):
+    """PostgreSQL text cannot hold NUL; a lookup with one used to fail as a 500."""
+    client = agent_client if "/me/" in url and "users" not in url else member_client
+    client.raise_request_exception = False
+    _assert_json_error(client.get(url), 400)
+
+
+@pytest.mark.parametrize(
+    ("url_name", "client_fixture"),
+    [("agents:user-token-list", "member_client"), ("agents:agent-child-token", "agent_client")],
+)
+def test_absurd_lifetime_is_a_400_not_an_overflow(request, url_name, client_fixture):
+    client = request.getfixturevalue(client_fixture)
+    client.raise_request_exception = False
+    response = client.post(reverse(url_name), {"name": "n", "lifetime_seconds": 10**30}, format="json")
+    body = _assert_json_error(response, 400)
+    assert "lifetime_seconds" in body
+
+
+def test_absurd_agent_token_lifetime_is_a_400(member_client, agent):
+    member_client.raise_request_exception = False
+    response = member_client.post(
+        reverse("agents:agent-token-list", args=[agent.pk]), {"lifetime_seconds": 10**30}, format="json"
+    )
+    _assert_json_error(response, 400)
+
+
+def test_database_data_error_is_a_400(monkeypatch, member_client):
+    """Safety net: a value the database refuses is bad input, never a 500."""
+    from django.db import DataError
+
+    from agents import selectors
+
+    def refuse(**kwargs):
+        raise DataError("value out of range")
+
+    monkeypatch.setattr(selectors, "workspace_list_for", refuse)
+    member_client.raise_request_exception = False
+    body = _assert_json_error(member_client.get(reverse("agents:workspace-list")), 400)
+    assert "out of range" not in str(body)
