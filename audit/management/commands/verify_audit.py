@@ -25,7 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args, archive=None, chunk_size=2000, **options):
         if archive:
             count, head = verify_archive_file(Path(archive))
-            self.stdout.write(f"audit archive OK: {count} events, head {head}")
+            self.stdout.write(f"audit archive OK: {_events(count)}, head {head}")
             return
         start = chain.stored_start_hash()
         walk = chain.ChainWalk(start_hash=start)
@@ -36,7 +36,11 @@ class Command(BaseCommand):
         except chain.ChainBroken as broken:
             raise CommandError(str(broken)) from None
         origin = "genesis" if start == chain.GENESIS_HASH else f"archived head {start}"
-        self.stdout.write(f"audit chain OK: {walk.count} events from {origin}, head {walk.head}")
+        self.stdout.write(f"audit chain OK: {_events(walk.count)} from {origin}, head {walk.head}")
+
+
+def _events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
 
 
 def verify_archive_file(path: Path) -> tuple[int, str]:
