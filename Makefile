@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: run test install db-start db-stop migrate demo demo-reset lint format bench clean
+.PHONY: run test browser install db-start db-stop migrate demo demo-reset lint format bench clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -29,8 +29,14 @@ run: install
 		$(BIN)/python manage.py seed_demo && \
 		exec $(BIN)/python manage.py runserver $(HOST):$(PORT)'
 
+# The browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || test -x /usr/bin/chromium || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+
 # The whole suite against a throwaway database (pytest-django creates and drops it).
-test: install
+test: install browser
 	@scripts/with-database.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo-reset: install

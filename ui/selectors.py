@@ -79,6 +79,14 @@ def denied_requests_recent(*, user, limit: int = 10) -> list[AuditEvent]:
     return list(_visible_events(user=user).filter(action="agent.access_denied").order_by("-id")[:limit])
 
 
+def workspace_names(*, user, ids) -> dict:
+    """Names of the visible workspaces among `ids` (audit rows carry ids only), in one query."""
+    ids = {workspace_id for workspace_id in ids if workspace_id}
+    if not ids:
+        return {}
+    return dict(workspace_list_for(user=user).filter(pk__in=ids).values_list("id", "name"))
+
+
 def workspace_events_recent(*, workspace: Workspace, limit: int = 20) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(workspace_id=workspace.id).order_by("-id")[:limit])
 

@@ -87,3 +87,10 @@ def mode_badge(context, mode):
 @register.filter
 def state_badge(state: str):
     return format_html('<span class="state state-{}">{}</span>', state, state)
+
+
+@register.filter
+def short_route(route: str) -> str:
+    """`/api/v2/workspaceagents/me/gitsshkey` reads as `…/me/gitsshkey` in narrow tables."""
+    prefix = "/api/v2/workspaceagents"
+    return f"…{route[len(prefix) :]}" if route and route.startswith(prefix) else route

@@ -19,6 +19,7 @@ class DashboardView(TemplateView):
     def get_context_data(self, **kwargs):
         user = self.request.user
         counts = selectors.mode_counts(user=user)
+        denied = selectors.denied_requests_recent(user=user)
         user_data_agents, user_data_agent_count = selectors.agents_allowing_user_data(user=user)
         return {
             **super().get_context_data(**kwargs),
@@ -28,6 +29,7 @@ class DashboardView(TemplateView):
             "agent_total": sum(row["count"] for row in counts["agents"]),
             "user_data_agents": user_data_agents,
             "user_data_agent_count": user_data_agent_count,
-            "denied": selectors.denied_requests_recent(user=user),
+            "denied": denied,
+            "workspace_names": selectors.workspace_names(user=user, ids={event.workspace_id for event in denied}),
             "statuses": selectors.latest_app_status_per_agent(user=user),
         }

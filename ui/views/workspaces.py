@@ -123,6 +123,7 @@ class WorkspaceDetailView(SignedInView, TemplateView):
             "agent_rows": agent_rows,
             "can_write": _can_write(user, workspace),
             "events": selectors.workspace_events_recent(workspace=workspace),
+            "agent_names": {agent.id: agent.name for agent in agents},
         }
 
 
