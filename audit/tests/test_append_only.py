@@ -49,3 +49,13 @@ def test_django_admin_is_read_only(chain_of_five, admin_user, client):
     client.post(reverse("admin:audit_auditevent_change", args=[event.pk]), {"actor": "mallory"})
     assert AuditEvent.objects.get(pk=event.pk).actor == "tests"
     assert AuditEvent.objects.count() == 5
+
+
+def test_truncate_guard_is_armed_in_transactional_tests(transactional_db):
+    """The test suite lifts the TRUNCATE guard only for its own flush; every test starts with it armed."""
+    from audit.tests.conftest import record_events
+
+    record_events(1)
+    with pytest.raises(DatabaseError, match="append-only"), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE audit_auditevent")
+    assert AuditEvent.objects.count() == 1
