@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from agents.models import ExternalAuthLink, GitSSHKey
 from agents.services.user_data import git_ssh_private_key
-from coderauth import crypto
+from coderauth import crypto, tokens
 from conftest import assert_status, client_for_agent_token, client_for_user
 from tests.factories import PASSWORD
 
@@ -85,8 +85,12 @@ def run_main_flow(member, admin_user) -> dict[str, str]:
     assert_status(response, 200)
     assert response.data["token_extra"] == {"refresh_token": REFRESH_TOKEN}
 
-    # Wrong and revoked presentations are logged or audited: they must not carry the secret either.
+    # Wrong, unknown and revoked presentations are logged or audited: never with the secret.
     assert_status(client_for_agent_token(secrets["agent_token"][:-1] + "0").get(reverse("agents:agent-manifest")), 401)
+    secrets["unknown_agent_token"] = tokens.generate("agent").plaintext
+    assert_status(client_for_agent_token(secrets["unknown_agent_token"]).get(reverse("agents:agent-manifest")), 401)
+    secrets["unknown_user_token"] = tokens.generate("user").plaintext
+    assert_status(_bearer(secrets["unknown_user_token"]).get(reverse("agents:user-me")), 401)
     assert_status(user.delete(reverse("agents:user-token-detail", args=[_token_id(user)])), 204)
     assert_status(user.get(reverse("agents:user-me")), 401)
     return secrets
@@ -133,6 +137,7 @@ def test_no_plaintext_secret_anywhere_in_the_database_after_the_main_flow(member
 
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert not [name for name, secret in secrets.items() if secret in logged]
+    assert secrets["unknown_agent_token"][-4:] in logged, "the unknown token is logged by its hint"
 
 
 def test_ciphertexts_are_not_the_plaintext_and_decrypt_only_in_their_own_row(member, admin_user, settings):
