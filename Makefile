@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: run test browser install db-start db-stop migrate demo demo-reset lint format bench clean
+.PHONY: run test browser install db-start db-stop migrate demo demo-reset lint format bench bench-export clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -47,6 +47,11 @@ db-start: install
 
 db-stop:
 	@test -x $(BIN)/python && $(BIN)/python -m coderauth.embedded_db stop || true
+
+# Export 1,000,000 audit rows as CSV through the real endpoint (gunicorn) next to a plain COPY;
+# uses its own database (coderauth_bench) on the server of DATABASE_URL and drops it after.
+bench-export: install
+	@scripts/with-database.sh $(BIN)/python bench/export_bench.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -9,12 +9,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
+import psycopg
 import pytest
 from django.db import connection
 from django.urls import reverse
 
 from audit import exports
 from audit.models import AuditEvent
+from audit.selectors import AuditFilters
 from audit.tests.test_api import EVENT_FIELDS, T0, check_status, ids, make_event
 from conftest import assert_status, client_for_agent_token
 from tests.factories import PASSWORD
@@ -253,3 +255,34 @@ def test_no_secret_in_any_export_of_a_flow_generated_log(api_client, admin_clien
             assert secret not in text
             # Nor any long fragment of it (a truncated token is still a leak).
             assert secret.strip()[-24:] not in text
+
+
+def test_csv_lines_rendered_in_sql_parse_to_the_cells_postgres_writes(auditor_client):
+    """The export builds its CSV lines in SQL for speed; they must read back exactly as COPY ... CSV of the cells."""
+    AuditEvent.objects.create(
+        time=T0,
+        action="test.quote",
+        actor_type="user",
+        actor='a,"b"\nc',
+        user_agent="=x",
+        request_id="",
+        details={"k": 'v"q,', "n": None},
+    )
+    make_event("test.quote", details={"reason": "x, y"})
+    until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    _, body = export(auditor_client, action="test.quote", until=until)
+
+    filters = AuditFilters(actions=["test.quote"], until=datetime.fromisoformat(until))
+    sql, params = exports.audit_export_cells_sql(filters=filters)
+    connection.ensure_connection()
+    raw = connection.connection
+    literal_sql = psycopg.ClientCursor(raw).mogrify(sql, params)
+    with raw.cursor() as cursor, cursor.copy(f"COPY ({literal_sql}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+        copied = b"".join(bytes(chunk) for chunk in copy)
+
+    exported_rows = list(csv.reader(io.StringIO(body.decode(), newline="")))
+    copied_rows = list(csv.reader(io.StringIO(copied.decode(), newline="")))
+    assert len(exported_rows) == 3
+    assert exported_rows[1:] == copied_rows[1:]
+    assert exported_rows[1][4] == 'a,"b"\nc'
+    assert exported_rows[1][9] == "'=x"
