@@ -223,3 +223,11 @@ def test_coder_session_token_header_works_for_users_too(member):
     client = APIClient()
     client.credentials(HTTP_CODER_SESSION_TOKEN=issued.plaintext)
     assert_status(client.get(reverse(ME)), 200)
+
+
+def test_agent_report_costs_the_auth_query_plus_its_insert(agent_token, django_assert_max_num_queries):
+    """No hidden per-request queries (sessions, users, groups) on the agent routes."""
+    client = client_for_agent_token(agent_token)
+    body = {"app_slug": "claude", "state": "working", "message": "x"}
+    with django_assert_max_num_queries(2):
+        assert_status(client.patch(reverse("agents:agent-app-status"), body, format="json"), 200)
