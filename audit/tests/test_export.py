@@ -286,3 +286,34 @@ def test_csv_lines_rendered_in_sql_parse_to_the_cells_postgres_writes(auditor_cl
     assert exported_rows[1:] == copied_rows[1:]
     assert exported_rows[1][4] == 'a,"b"\nc'
     assert exported_rows[1][9] == "'=x"
+
+
+def test_abandoned_download_closes_its_cursor_and_transaction(auditor_client, monkeypatch):
+    """A client that hangs up mid-file must not leave a transaction (and its snapshot) open on the connection."""
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 2)
+    for _ in range(6):
+        make_event("test.export")
+    depth = len(connection.atomic_blocks)
+    response = auditor_client.get(reverse("audit:audit-export"), {"action": "test.export"})
+    chunks = iter(response.streaming_content)
+    next(chunks)  # the header
+    next(chunks)  # two rows: the cursor is open inside the export's transaction now
+    assert len(connection.atomic_blocks) == depth + 1
+    response.close()
+    assert len(connection.atomic_blocks) == depth
+
+
+@pytest.mark.parametrize("export_format", ["csv", "jsonl"])
+def test_empty_selection_still_has_a_manifest(auditor_client, export_format):
+    response, body = export(auditor_client, export_format, action="test.nothing")
+    manifest = auditor_client.get(
+        reverse("audit:audit-export-manifest"),
+        {"format": export_format, "action": "test.nothing", "until": response["X-Audit-Export-Until"]},
+    ).json()["manifest"]
+    assert manifest["rows"] == 0
+    if export_format == "csv":
+        assert body.decode() == ",".join(EVENT_FIELDS) + "\r\n"
+        assert manifest["sha256"] == hashlib.sha256(body).hexdigest()
+    else:
+        assert json.loads(body) == {"manifest": manifest}
+        assert manifest["sha256"] == hashlib.sha256(b"").hexdigest()
