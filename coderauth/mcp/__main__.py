@@ -1,5 +1,6 @@
-"""`python -m coderauth.mcp`: the stdio MCP server."""
+"""`python -m coderauth.mcp` and the `coderauth-mcp` console script: the stdio MCP server."""
 
 from coderauth.mcp.server import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())
