@@ -52,7 +52,12 @@ def _token_details(token: AgentToken) -> dict:
 
 
 def agent_token_issue(
-    *, actor, agent: WorkspaceAgent, name: str = "", scopes: list[str] | None = None, lifetime_seconds: int | None = None
+    *,
+    actor,
+    agent: WorkspaceAgent,
+    name: str = "",
+    scopes: list[str] | None = None,
+    lifetime_seconds: int | None = None,
 ) -> IssuedAgentToken:
     """A root token for an agent; scopes default to, and must stay within, the agent's effective mode."""
     _require_admin_or_owner(actor, agent.workspace)
@@ -66,7 +71,9 @@ def agent_token_issue(
             f"Scopes outside the agent's mode '{agent.effective_permission_mode.name}': {', '.join(ordered(outside))}.",
             field="scopes",
         )
-    lifetime = settings.CODERAUTH_AGENT_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    lifetime = (
+        settings.CODERAUTH_AGENT_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    )
     if lifetime > settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME:
         raise ServiceValidationError(
             f"lifetime_seconds may be at most {int(settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME.total_seconds())}.",
@@ -101,15 +108,16 @@ def agent_child_token_issue(
             f"A child token may only hold scopes its parent is allowed now; not: {', '.join(ordered(outside))}.",
             field="scopes",
         )
-    lifetime = settings.CODERAUTH_CHILD_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    lifetime = (
+        settings.CODERAUTH_CHILD_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    )
     # Never outlive the parent: a longer request is clamped, not refused (DESIGN.md §5).
     expires_at = min(timezone.now() + lifetime, principal.token_expires_at)
     with transaction.atomic():
-        # Lock the parent so a concurrent revoke cannot miss a child created in between.
+        _lock_token_tree(principal.agent_id)
+        # A fresh statement after the lock: sees a revocation committed while we waited.
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT revoked_at FROM agents_agenttoken WHERE id = %s FOR UPDATE", [principal.token_id]
-            )
+            cursor.execute("SELECT revoked_at FROM agents_agenttoken WHERE id = %s", [principal.token_id])
             row = cursor.fetchone()
         if row is None or row[0] is not None:
             raise ServiceValidationError("The parent token was revoked.")
@@ -131,6 +139,17 @@ def agent_child_token_issue(
     return issued
 
 
+def _lock_token_tree(agent_id) -> None:
+    """Serialise changes to one agent's token tree (minting a child, revoking a subtree).
+
+    Every token of a tree belongs to one agent, so one lock per agent is enough. Without it a revoke
+    computed its subtree from a snapshot taken before a concurrent child committed, and that child
+    outlived its revoked parent. NO KEY UPDATE does not block the agent's other writes (statuses, logs).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM agents_workspaceagent WHERE id = %s FOR NO KEY UPDATE", [agent_id])
+
+
 _SUBTREE_SQL = """
 WITH RECURSIVE subtree(id) AS (
     SELECT id FROM agents_agenttoken WHERE id = %s
@@ -148,6 +167,7 @@ def agent_token_revoke(*, actor, token: AgentToken) -> list[str]:
     agent = WorkspaceAgent.objects.select_related("workspace").get(pk=token.agent_id)
     _require_admin_or_owner(actor, agent.workspace)
     with transaction.atomic():
+        _lock_token_tree(agent.id)
         with connection.cursor() as cursor:
             cursor.execute(_SUBTREE_SQL, [token.id, timezone.now()])
             revoked_ids = [str(row[0]) for row in cursor.fetchall()]
@@ -181,6 +201,7 @@ def agent_token_revoke_by_agent(*, principal: AgentPrincipal, token_id) -> list[
     Any other token, even of the same agent, is a 404 so an agent cannot probe for or revoke its siblings.
     """
     with transaction.atomic():
+        _lock_token_tree(principal.agent_id)
         with connection.cursor() as cursor:
             cursor.execute(_ANCESTORS_SQL, [token_id, principal.agent_id, principal.token_id])
             if cursor.fetchone() is None:
