@@ -188,3 +188,13 @@ def test_manifest_reports_what_the_token_may_do_now(agent_client, agent, workspa
         "permission_mode": "default",
         "scopes": ["agent:connect", "agent:report", "agent:gitsshkey", "agent:external-auth"],
     }
+
+
+def test_child_token_with_nothing_allowed_now_is_a_400(member, agent, workspace):
+    """A token whose every scope the mode now forbids cannot mint anything (DESIGN.md §5: none allowed → 400)."""
+    issued = agent_token_issue(actor=member, agent=agent, scopes=["agent:gitsshkey"])
+    workspace.permission_mode = mode("no-user-data")
+    workspace.save()
+    response = _mint(client_for_agent_token(issued.plaintext))
+    assert_status(response, 400)
+    assert AgentToken.objects.filter(agent=agent).count() == 1

@@ -7,7 +7,11 @@ pytestmark = pytest.mark.django_db
 
 
 def test_main_flow_login_workspace_agent_token_and_mode_switch(api_client, member):
-    response = api_client.post(reverse("agents:user-login"), {"username": member.username, "password": "correct horse battery staple"}, format="json")
+    response = api_client.post(
+        reverse("agents:user-login"),
+        {"username": member.username, "password": "correct horse battery staple"},
+        format="json",
+    )
     assert_status(response, 201)
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.data['session_token']}")
 
@@ -30,7 +34,9 @@ def test_main_flow_login_workspace_agent_token_and_mode_switch(api_client, membe
     assert response.data["private_key"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
 
     response = api_client.patch(
-        reverse("agents:workspace-detail", args=[workspace_id]), {"permission_mode": "no_user_data", "reason": "lock down"}, format="json"
+        reverse("agents:workspace-detail", args=[workspace_id]),
+        {"permission_mode": "no_user_data", "reason": "lock down"},
+        format="json",
     )
     assert_status(response, 200)
     assert response.data["permission_mode"] == "no-user-data"
