@@ -46,6 +46,17 @@ class AutoSchema(SpectacularAutoSchema):
     instead of colliding with every other view's `InputSerializer`.
     """
 
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        """Declare 413 wherever a body is accepted: ApiErrorMiddleware refuses any body over the limit."""
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation and "requestBody" in operation and "413" not in operation["responses"]:
+            error = self.resolve_serializer(ErrorSerializer, "response")
+            operation["responses"]["413"] = {
+                "description": _ERROR_DESCRIPTIONS[413],
+                "content": {"application/json": {"schema": error.ref}},
+            }
+        return operation
+
     def get_serializer_name(self, serializer, direction) -> str:
         outer, _, inner = type(serializer).__qualname__.rpartition(".")
         if not outer or "<locals>" in outer:

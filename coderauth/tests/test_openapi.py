@@ -122,3 +122,15 @@ def test_schema_and_docs_are_served(api_client):
     assert response.status_code == 200
     assert "/api/v2/workspaceagents/me/manifest" in response.json()["paths"]
     assert api_client.get("/api/schema/docs/").status_code == 200
+
+
+def test_every_operation_with_a_body_declares_413(schema):
+    """Bodies over DATA_UPLOAD_MAX_MEMORY_SIZE are refused on every route that takes one."""
+    missing = [
+        f"{method.upper()} {path}"
+        for path, method, operation in _operations(schema)
+        if "requestBody" in operation and "413" not in operation["responses"]
+    ]
+    assert not missing, missing
+    login = schema["paths"]["/api/v2/users/login"]["post"]["responses"]["413"]
+    assert login["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
