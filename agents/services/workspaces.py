@@ -139,6 +139,9 @@ def workspace_mode_set_bulk(
     """
     _require_writer(actor)
     with transaction.atomic():
+        # Lock every target row first, in one fixed order, before the first audit write takes the
+        # audit lock: otherwise a concurrent single change (workspace lock, then audit lock) deadlocks.
+        list(Workspace.objects.select_for_update().filter(pk__in=[w.pk for w in workspaces]).order_by("pk"))
         return [
             workspace_mode_set(actor=actor, workspace=workspace, permission_mode=permission_mode, reason=reason)
             for workspace in workspaces
