@@ -57,9 +57,9 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, DataError):
         # The database refused a value the serializers let through (a NUL byte in a path or query
         # parameter, a number out of range): bad input, not a server fault.
-        exc = exceptions.ValidationError({"detail": "Invalid input."})
+        return Response({"detail": "Invalid input."}, status=status.HTTP_400_BAD_REQUEST)
     elif isinstance(exc, ProtectedError):
-        exc = exceptions.ValidationError({"detail": "The object is in use and cannot be deleted."})
+        return Response({"detail": "The object is in use and cannot be deleted."}, status=status.HTTP_400_BAD_REQUEST)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

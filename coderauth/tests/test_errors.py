@@ -167,4 +167,17 @@ def test_database_data_error_is_a_400(monkeypatch, member_client):
     monkeypatch.setattr(selectors, "workspace_list_for", refuse)
     member_client.raise_request_exception = False
     body = _assert_json_error(member_client.get(reverse("agents:workspace-list")), 400)
-    assert "out of range" not in str(body)
+    assert body == {"detail": "Invalid input."}
+
+
+def test_deleting_a_protected_object_is_a_400_with_a_string_detail(monkeypatch, admin_client):
+    from django.db.models import ProtectedError
+
+    from policies import services
+
+    def protected(**kwargs):
+        raise ProtectedError("in use", set())
+
+    monkeypatch.setattr(services, "permission_mode_delete", protected)
+    body = _assert_json_error(admin_client.delete(reverse("policies:permission-mode-detail", args=["default"])), 400)
+    assert body == {"detail": "The object is in use and cannot be deleted."}
