@@ -15,7 +15,7 @@ def _assert_json_error(response, status: int) -> dict:
     assert_status(response, status)
     assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
     body = response.json()
-    assert body["detail"]
+    assert isinstance(body["detail"], str) and body["detail"], body
     text = response.content.decode()
     assert "Traceback" not in text and "<html" not in text.lower()
     return body
