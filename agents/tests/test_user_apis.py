@@ -207,3 +207,17 @@ def test_linking_needs_an_access_token(member_client):
     response = member_client.put(reverse("agents:user-external-auth", args=["github"]), {}, format="json")
     assert_status(response, 400)
     assert "access_token" in response.json()
+
+
+def test_login_is_throttled_per_client_with_a_json_429(api_client, member):
+    """Password guessing is slowed down; the refusal is JSON like every other API error."""
+    url = reverse("agents:user-login")
+    statuses = [
+        api_client.post(url, {"username": member.username, "password": f"guess-{n}"}, format="json").status_code
+        for n in range(11)
+    ]
+    assert statuses[:10] == [401] * 10
+    response = api_client.post(url, {"username": member.username, "password": PASSWORD}, format="json")
+    assert_status(response, 429)
+    assert response.json()["detail"]
+    assert response["Retry-After"]
