@@ -26,7 +26,9 @@ def workspace_get_for(*, user, workspace_id) -> Workspace:
 
 
 def agent_get_for(*, user, agent_id) -> WorkspaceAgent:
-    queryset = WorkspaceAgent.objects.select_related("workspace__owner", "workspace__permission_mode", "permission_mode")
+    queryset = WorkspaceAgent.objects.select_related(
+        "workspace__owner", "workspace__permission_mode", "permission_mode"
+    )
     if not can_read_everything(user):
         queryset = queryset.filter(workspace__owner=user)
     agent = queryset.filter(pk=agent_id).first()

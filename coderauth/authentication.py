@@ -131,8 +131,23 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
             logger.warning("Unknown agent token presented: %s", tokens.display_hint(raw))
             raise exceptions.AuthenticationFailed(INVALID_TOKEN)
 
-        (token_id, hint, token_scopes, expires_at, revoked_at, parent_id, agent_id, agent_name,
-         workspace_id, workspace_name, owner_id, owner_username, mode_name, mode_scopes, owner_active) = row
+        (
+            token_id,
+            hint,
+            token_scopes,
+            expires_at,
+            revoked_at,
+            parent_id,
+            agent_id,
+            agent_name,
+            workspace_id,
+            workspace_name,
+            owner_id,
+            owner_username,
+            mode_name,
+            mode_scopes,
+            owner_active,
+        ) = row
         if revoked_at is not None or expires_at <= now or not owner_active:
             reason = "revoked" if revoked_at is not None else ("expired" if expires_at <= now else "owner_inactive")
             self._record_rejection(token_id, hint, agent_id, workspace_id, reason)

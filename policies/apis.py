@@ -55,7 +55,9 @@ class PermissionModeDetailApi(APIView):
     def get(self, request, name):
         return Response(PermissionModeOutputSerializer(self._get(name)).data)
 
-    @extend_schema(request=InputSerializer, responses={200: PermissionModeOutputSerializer, **errors(400, 401, 403, 404)})
+    @extend_schema(
+        request=InputSerializer, responses={200: PermissionModeOutputSerializer, **errors(400, 401, 403, 404)}
+    )
     def patch(self, request, name):
         mode = self._get(name)
         data = self.InputSerializer(data=request.data)

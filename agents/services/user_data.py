@@ -89,7 +89,9 @@ def external_auth_provider_create(*, actor, provider_id: str, type: str, regex: 
     return provider
 
 
-def external_auth_link_set(*, user, provider: ExternalAuthProvider, access_token: str, token_extra: dict) -> ExternalAuthLink:
+def external_auth_link_set(
+    *, user, provider: ExternalAuthProvider, access_token: str, token_extra: dict
+) -> ExternalAuthLink:
     """Store what an OAuth flow would store for this user and provider, encrypted."""
     with transaction.atomic():
         link, created = ExternalAuthLink.objects.select_for_update().get_or_create(
@@ -168,8 +170,12 @@ def agent_external_auth_read(
         return ExternalAuthSecret(
             provider_id=provider.id,
             type=provider.type,
-            access_token=crypto.decrypt(link.access_token_encrypted, context=_link_context(principal.owner_id, provider.id, "token")),
+            access_token=crypto.decrypt(
+                link.access_token_encrypted, context=_link_context(principal.owner_id, provider.id, "token")
+            ),
             token_extra=json.loads(
-                crypto.decrypt(link.token_extra_encrypted, context=_link_context(principal.owner_id, provider.id, "extra"))
+                crypto.decrypt(
+                    link.token_extra_encrypted, context=_link_context(principal.owner_id, provider.id, "extra")
+                )
             ),
         )

@@ -30,7 +30,13 @@ def _issue(*, user, kind: str, name: str, lifetime: timedelta) -> IssuedUserToke
     secret = tokens.generate("user")
     now = timezone.now()
     token = UserToken.objects.create(
-        user=user, kind=kind, name=name, digest=secret.digest, hint=secret.hint, created_at=now, expires_at=now + lifetime
+        user=user,
+        kind=kind,
+        name=name,
+        digest=secret.digest,
+        hint=secret.hint,
+        created_at=now,
+        expires_at=now + lifetime,
     )
     return IssuedUserToken(token=token, plaintext=secret.plaintext)
 
@@ -41,11 +47,16 @@ def user_login(*, username: str, password: str) -> IssuedUserToken:
     if user is None or not user.is_active:
         with transaction.atomic():
             audit_record(
-                action="user.login_failed", actor_type="user", actor=username[:150], details={"reason": "bad_credentials"}
+                action="user.login_failed",
+                actor_type="user",
+                actor=username[:150],
+                details={"reason": "bad_credentials"},
             )
         raise LoginFailed
     with transaction.atomic():
-        issued = _issue(user=user, kind=UserToken.KIND_SESSION, name="session", lifetime=settings.CODERAUTH_SESSION_TOKEN_LIFETIME)
+        issued = _issue(
+            user=user, kind=UserToken.KIND_SESSION, name="session", lifetime=settings.CODERAUTH_SESSION_TOKEN_LIFETIME
+        )
         audit_record(
             action="user.login",
             actor_type="user",
@@ -56,7 +67,9 @@ def user_login(*, username: str, password: str) -> IssuedUserToken:
 
 
 def user_token_issue(*, user, name: str, lifetime_seconds: int | None = None) -> IssuedUserToken:
-    lifetime = settings.CODERAUTH_USER_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    lifetime = (
+        settings.CODERAUTH_USER_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    )
     if lifetime > settings.CODERAUTH_USER_TOKEN_MAX_LIFETIME:
         raise ServiceValidationError(
             f"lifetime_seconds may be at most {int(settings.CODERAUTH_USER_TOKEN_MAX_LIFETIME.total_seconds())}.",

@@ -51,11 +51,14 @@ def workspace_create(*, actor, name: str, owner=None, permission_mode: Permissio
     return workspace
 
 
-def agent_create(*, actor, workspace: Workspace, name: str, permission_mode: PermissionMode | None = None) -> WorkspaceAgent:
+def agent_create(
+    *, actor, workspace: Workspace, name: str, permission_mode: PermissionMode | None = None
+) -> WorkspaceAgent:
     _require_admin_or_owner(actor, workspace)
-    if permission_mode is not None and not is_admin(actor):
-        if not permission_mode.scope_set() <= workspace.permission_mode.scope_set():
-            raise ServicePermissionDenied(OWNER_MAY_ONLY_TIGHTEN)
+    # Owners may only create agents at least as tight as their workspace.
+    looser = permission_mode is not None and not permission_mode.scope_set() <= workspace.permission_mode.scope_set()
+    if looser and not is_admin(actor):
+        raise ServicePermissionDenied(OWNER_MAY_ONLY_TIGHTEN)
     try:
         with transaction.atomic():
             agent = WorkspaceAgent.objects.create(workspace=workspace, name=name, permission_mode=permission_mode)
@@ -94,7 +97,9 @@ def workspace_mode_set(*, actor, workspace: Workspace, permission_mode: Permissi
     return workspace
 
 
-def agent_mode_set(*, actor, agent: WorkspaceAgent, permission_mode: PermissionMode | None, reason: str = "") -> WorkspaceAgent:
+def agent_mode_set(
+    *, actor, agent: WorkspaceAgent, permission_mode: PermissionMode | None, reason: str = ""
+) -> WorkspaceAgent:
     """Set or clear (None = inherit) an agent's override; owners only tighten its effective scopes."""
     _require_admin_or_owner(actor, agent.workspace)
     with transaction.atomic():
