@@ -24,7 +24,10 @@ def _wait_until_a_backend_waits_for_a_lock(deadline_seconds: float = 20.0) -> No
     end = time.monotonic() + deadline_seconds
     with connections["default"].cursor() as cursor:
         while time.monotonic() < end:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks lock JOIN pg_stat_activity activity ON activity.pid = lock.pid "
+                "WHERE NOT lock.granted AND activity.datname = current_database()"
+            )
             if cursor.fetchone()[0]:
                 return
             time.sleep(0.01)
