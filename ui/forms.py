@@ -61,7 +61,7 @@ class PermissionModeCreateForm(forms.Form):
     description = forms.CharField(label="Description", max_length=300, required=False)
     scopes = forms.MultipleChoiceField(
         label="Scopes",
-        choices=[(scope, f"{scope} — {SCOPE_DESCRIPTIONS[scope]}") for scope in ALL_SCOPES],
+        choices=[(scope, SCOPE_DESCRIPTIONS[scope]) for scope in ALL_SCOPES],
         widget=forms.CheckboxSelectMultiple,
         required=True,
     )
