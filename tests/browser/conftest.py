@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 
 CHROMIUM = os.environ.get("CODERAUTH_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -55,6 +56,8 @@ def _plain_http_cookies(settings):
 
 @pytest.fixture
 def page(browser, live_server):
+    # Sign-in attempts are rate-limited per address (127.0.0.1 for every test); start each test afresh.
+    cache.clear()
     context = browser.new_context(
         base_url=live_server.url, viewport={"width": 1366, "height": 900}, accept_downloads=True
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 
 from agents.models import AppStatus
@@ -220,3 +221,17 @@ def test_workspace_page_lists_tokens_and_events(admin_web, workspace, agent, age
     assert ">Revoke</button>" in body
     assert "agent_token.issued" in body
     assert agent_token not in body, "the token itself is shown only once, when issued"
+
+
+def test_sign_in_form_is_throttled_like_the_api_login(anonymous_web, member):
+    """Password guessing through the web form is as slow as through POST /api/v2/users/login."""
+    cache.clear()  # counters live in the database cache, which transactional tests elsewhere do not flush
+    url = reverse("ui:login")
+    statuses = [
+        anonymous_web.post(url, {"username": member.username, "password": f"guess-{n}"}).status_code for n in range(10)
+    ]
+    assert statuses == [200] * 10
+    response = anonymous_web.post(url, {"username": member.username, "password": "correct horse battery staple"})
+    assert response.status_code == 429
+    assert "Too many sign-in attempts" in response.content.decode()
+    assert "_auth_user_id" not in anonymous_web.session
