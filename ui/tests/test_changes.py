@@ -82,6 +82,8 @@ def test_member_forged_loosening_is_refused(member_web, workspace):
         _mode_url(workspace), {"permission_mode": "default", "reason": "please", "confirm_loosen": "on"}
     )
     assert response.status_code == 403
+    body = response.content.decode()
+    assert "Workspace owners may only tighten" in body and "Nothing was changed." in body
     assert _mode_of(workspace) == "no-user-data"
 
 

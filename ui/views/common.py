@@ -34,9 +34,9 @@ def require_admin(user) -> None:
 
 def service_failure(request, error: ServiceError, *, back: str):
     """Show a refused change as a message; a permission refusal answers 403, bad input goes back."""
-    messages.error(request, error.detail)
     if isinstance(error, ServicePermissionDenied):
-        return render(request, "403.html", {"message": error.detail}, status=403)
+        return render(request, "403.html", {"message": error.detail, "back": back}, status=403)
+    messages.error(request, error.detail)
     return redirect(back)
 
 
