@@ -14,24 +14,29 @@ from ui.views.common import ReadersOnlyView
 AUDIT_EXPORT_PATH = "/api/v2/audit/export"
 FILTER_KEYS = ("action", "actor", "workspace", "agent", "since", "until")
 
+# The actions the services record (DESIGN.md §7 and the app's own), offered in the filter's select.
 KNOWN_ACTIONS = (
+    "agent.access_denied",
+    "agent.created",
+    "agent.mode_changed",
+    "agent.user_data_accessed",
+    "agent_token.issued",
+    "agent_token.rejected",
+    "agent_token.revoked",
+    "audit.archived",
+    "external_auth_provider.created",
+    "permission_mode.created",
+    "permission_mode.deleted",
+    "permission_mode.updated",
+    "user.external_auth_linked",
+    "user.gitsshkey_created",
+    "user.gitsshkey_regenerated",
     "user.login",
     "user.login_failed",
     "user_token.issued",
     "user_token.revoked",
-    "agent_token.issued",
-    "agent_token.revoked",
-    "agent_token.rejected",
     "workspace.created",
     "workspace.mode_changed",
-    "agent.created",
-    "agent.mode_changed",
-    "permission_mode.created",
-    "permission_mode.updated",
-    "permission_mode.deleted",
-    "agent.user_data_accessed",
-    "agent.access_denied",
-    "audit.archived",
 )
 
 
