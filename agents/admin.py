@@ -2,7 +2,17 @@
 
 from django.contrib import admin
 
-from agents.models import AgentLog, AgentToken, AppStatus, ExternalAuthLink, ExternalAuthProvider, GitSSHKey, UserToken, Workspace, WorkspaceAgent
+from agents.models import (
+    AgentLog,
+    AgentToken,
+    AppStatus,
+    ExternalAuthLink,
+    ExternalAuthProvider,
+    GitSSHKey,
+    UserToken,
+    Workspace,
+    WorkspaceAgent,
+)
 
 
 class ReadOnlyTokenAdmin(admin.ModelAdmin):

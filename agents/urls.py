@@ -8,7 +8,9 @@ user_urlpatterns = [
     path("users/me/tokens", users.UserTokenListCreateApi.as_view(), name="user-token-list"),
     path("users/me/tokens/<uuid:token_id>", users.UserTokenRevokeApi.as_view(), name="user-token-detail"),
     path("users/me/gitsshkey", users.UserGitSSHKeyApi.as_view(), name="user-gitsshkey"),
-    path("users/me/external-auth/<str:provider_id>", users.UserExternalAuthLinkApi.as_view(), name="user-external-auth"),
+    path(
+        "users/me/external-auth/<str:provider_id>", users.UserExternalAuthLinkApi.as_view(), name="user-external-auth"
+    ),
     path("external-auth/providers", users.ExternalAuthProviderListCreateApi.as_view(), name="external-auth-providers"),
 ]
 
@@ -17,7 +19,9 @@ management_urlpatterns = [
     path("workspaces/<uuid:workspace_id>", workspaces.WorkspaceDetailApi.as_view(), name="workspace-detail"),
     path("workspaces/<uuid:workspace_id>/agents", workspaces.AgentCreateApi.as_view(), name="agent-create"),
     path("workspaceagents/<uuid:agent_id>", workspaces.AgentDetailApi.as_view(), name="agent-detail"),
-    path("workspaceagents/<uuid:agent_id>/tokens", workspaces.AgentTokenListCreateApi.as_view(), name="agent-token-list"),
+    path(
+        "workspaceagents/<uuid:agent_id>/tokens", workspaces.AgentTokenListCreateApi.as_view(), name="agent-token-list"
+    ),
     path(
         "workspaceagents/<uuid:agent_id>/tokens/<uuid:token_id>",
         workspaces.AgentTokenRevokeApi.as_view(),

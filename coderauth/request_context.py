@@ -13,7 +13,8 @@ class RequestContext:
     request_id: str = ""
 
 
-_current: ContextVar[RequestContext] = ContextVar("coderauth_request_context", default=RequestContext())
+# The default is frozen, so sharing one instance between contexts is safe.
+_current: ContextVar[RequestContext] = ContextVar("coderauth_request_context", default=RequestContext())  # noqa: B039
 
 
 def current() -> RequestContext:

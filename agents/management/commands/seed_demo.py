@@ -49,12 +49,16 @@ class Command(BaseCommand):
         workspace = Workspace.objects.filter(owner=admin, name=DEMO_WORKSPACE).first()
         if workspace is None:
             workspace = workspace_create(actor=admin, name=DEMO_WORKSPACE)
-        agent = WorkspaceAgent.objects.select_related("workspace__permission_mode", "permission_mode").filter(
-            workspace=workspace, name=DEMO_AGENT
-        ).first()
+        agent = (
+            WorkspaceAgent.objects.select_related("workspace__permission_mode", "permission_mode")
+            .filter(workspace=workspace, name=DEMO_AGENT)
+            .first()
+        )
         if agent is None:
             agent = agent_create(actor=admin, workspace=workspace, name=DEMO_AGENT)
-            agent = WorkspaceAgent.objects.select_related("workspace__permission_mode", "permission_mode").get(pk=agent.pk)
+            agent = WorkspaceAgent.objects.select_related("workspace__permission_mode", "permission_mode").get(
+                pk=agent.pk
+            )
 
         live_tokens = AgentToken.objects.filter(agent=agent, name=DEMO_TOKEN_NAME, parent=None, revoked_at=None)
         token_plaintext = None
@@ -65,13 +69,15 @@ class Command(BaseCommand):
             token_plaintext = agent_token_issue(actor=admin, agent=agent, name=DEMO_TOKEN_NAME).plaintext
 
         self.stdout.write(self.style.SUCCESS("coderauth demo"))
-        self.stdout.write(f"  web UI        http://127.0.0.1:8000/  (API docs: /api/schema/docs/)")
+        self.stdout.write("  web UI        http://127.0.0.1:8000/  (API docs: /api/schema/docs/)")
         self.stdout.write(f"  admin user    {DEMO_ADMIN}")
         self.stdout.write(f"  password      {password or '(unchanged; `make demo-reset` sets a new one)'}")
         self.stdout.write(f"  workspace     {workspace.name}  id={workspace.id}  mode={workspace.permission_mode_id}")
         self.stdout.write(f"  agent         {agent.name}  id={agent.id}")
         if token_plaintext:
             self.stdout.write(f"  agent token   {token_plaintext}")
-            self.stdout.write(self.style.WARNING("  The token and password are shown once and stored only as digests/hashes."))
+            self.stdout.write(
+                self.style.WARNING("  The token and password are shown once and stored only as digests/hashes.")
+            )
         else:
             self.stdout.write("  agent token   (issued earlier; `make demo-reset` issues a new one)")
