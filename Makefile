@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: run test browser install db-start db-stop migrate demo demo-reset lint format bench bench-export clean
+.PHONY: run test browser install db-start db-stop migrate demo demo-reset lint format bench bench-export bench-auth clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -52,6 +52,14 @@ db-stop:
 # uses its own database (coderauth_bench) on the server of DATABASE_URL and drops it after.
 bench-export: install
 	@scripts/with-database.sh $(BIN)/python bench/export_bench.py $(BENCH_ARGS)
+
+# The agent route's hot path against DRF's plaintext TokenAuthentication, over HTTP (gunicorn, one sync
+# worker; wrk when installed, else httpx); uses its own database (coderauth_bench_auth) and drops it after.
+bench-auth: install
+	@scripts/with-database.sh $(BIN)/python bench/agent_auth_bench.py $(BENCH_AUTH_ARGS)
+
+# Every benchmark; the figures are recorded in docs/benchmarks.md.
+bench: bench-export bench-auth
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,0 +1,395 @@
+"""Agent hot-path benchmark: the manifest route against DRF's plaintext TokenAuthentication, over HTTP.
+
+    make bench-auth                           # or:
+    DATABASE_URL=postgres://... .venv/bin/python bench/agent_auth_bench.py --duration 10 --runs 3
+
+It creates a dedicated database (`coderauth_bench_auth` on the server of DATABASE_URL, default
+postgres://postgres@127.0.0.1:5432/postgres), migrates it under bench/settings_bench.py (the
+product's settings plus `rest_framework.authtoken`), and creates a user, workspace, agent and agent
+token through the real services, and a DRF `Token` for the same user. It counts the SQL queries of
+one warm request of each route in-process, then serves the app with gunicorn (one sync worker) and
+drives it with wrk (or, without wrk, an httpx loop) on three routes:
+
+  (a) GET /api/v2/workspaceagents/me/manifest with the agent token
+  (b) GET /bench/drf-token/manifest with `Authorization: Token <key>` (DRF's plaintext baseline)
+  (c) GET /api/v2/workspaceagents/me/manifest with a token whose checksum fails (401, no database)
+
+Each route is warmed up, then measured --runs times, interleaved so that a noisy moment hits all of
+them; the table shows the medians. It exits 1 when (a)'s median throughput is more than 10 % below
+(b)'s and the gap is larger than the run-to-run spread, so noise alone does not fail `make bench`.
+The database is dropped at the end unless --keep. No token is ever printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+MAX_SLOWDOWN = 0.10
+AGENT_MANIFEST = "/api/v2/workspaceagents/me/manifest"
+DRF_MANIFEST = "/bench/drf-token/manifest"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    path: str
+    header: tuple[str, str]
+    expected_status: int
+
+
+@dataclass(frozen=True)
+class Run:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    wrong_status: int
+    socket_errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def database_url_for(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def recreate_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bad_checksum_agent_token() -> str:
+    """Well-shaped `cda_` token whose checksum cannot match: refused before any database query."""
+    from coderauth import tokens
+
+    random_part = "".join(secrets.choice(tokens.ALPHABET) for _ in range(tokens.RANDOM_LENGTH))
+    good = tokens.checksum(random_part)
+    bad = good[:-1] + ("1" if good[-1] != "1" else "2")
+    return f"{tokens.AGENT_PREFIX}{random_part}{bad}"
+
+
+def bearer(token: str) -> tuple[str, str]:
+    return ("Authorization", f"Bearer {token}")
+
+
+def prepare(env: dict[str, str]) -> tuple[list[Scenario], dict[str, tuple[int, int]]]:
+    """Migrate, create the principals through the real services, count each route's queries in-process.
+
+    Returns the scenarios (their tokens held in memory only) and, per scenario, (status, queries) of one
+    warm request through Django's test client.
+    """
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.authtoken.models import Token
+
+    from agents.services.tokens import agent_token_issue
+    from agents.services.workspaces import agent_create, workspace_create
+
+    call_command("migrate", verbosity=0, interactive=False)
+    call_command("createcachetable", verbosity=0)
+    user = get_user_model().objects.create_user("bench-owner", email="bench-owner@example.com")
+    workspace = workspace_create(actor=user, name="bench")
+    agent = agent_create(actor=user, workspace=workspace, name="main")
+    agent_token = agent_token_issue(actor=user, agent=agent, name="bench").plaintext
+    drf_key = Token.objects.create(user=user).key
+
+    bad_token = bad_checksum_agent_token()
+    drf_header = ("Authorization", f"Token {drf_key}")
+    scenarios = [
+        Scenario("a", "agent token: GET workspaceagents/me/manifest", AGENT_MANIFEST, bearer(agent_token), 200),
+        Scenario("b", "baseline: DRF TokenAuthentication, same JSON", DRF_MANIFEST, drf_header, 200),
+        Scenario("c", "401: bad checksum on the manifest route (no DB)", AGENT_MANIFEST, bearer(bad_token), 401),
+    ]  # fmt: skip
+
+    # Django logs each 4xx as a warning; the 401 of (c) is expected here.
+    logging.getLogger("django.request").setLevel(logging.ERROR)
+    client = Client()
+    counts = {}
+    for scenario in scenarios:
+        headers = {scenario.header[0]: scenario.header[1]}
+        client.get(scenario.path, headers=headers)  # warm: imports, connection, last_used_at touch
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(scenario.path, headers=headers)
+        counts[scenario.key] = (response.status_code, len(captured.captured_queries))
+    connection.close()
+    return scenarios, counts
+
+
+def start_server(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log = log_path.open("wb")
+    server = subprocess.Popen(  # noqa: S603
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "coderauth.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--worker-class",
+            "sync",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{AGENT_MANIFEST}", timeout=10).status_code == 401:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError(f"gunicorn did not start; see {log_path}")
+
+
+# wrk reports through done(): one JSON line, latencies in microseconds. The header goes in the script
+# (a 0600 file in a private temporary directory), not on the command line where `ps` would show it.
+WRK_SCRIPT = """
+wrk.headers["%(name)s"] = "%(value)s"
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    "WRK_RESULT {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"wrong_status\\": %%d, \\"socket_errors\\": %%d, "
+    .. "\\"p50_us\\": %%d, \\"p99_us\\": %%d}\\n",
+    summary.requests, summary.duration, errors.status,
+    errors.connect + errors.read + errors.write + errors.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def run_wrk(wrk: str, url: str, scenario: Scenario, seconds: float, connections: int, workdir: Path) -> Run:
+    script = workdir / f"{scenario.key}.lua"
+    script.write_text(WRK_SCRIPT % {"name": scenario.header[0], "value": scenario.header[1]})
+    script.chmod(0o600)
+    output = subprocess.run(  # noqa: S603
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    line = next(line for line in output.splitlines() if line.startswith("WRK_RESULT "))
+    result = json.loads(line.removeprefix("WRK_RESULT "))
+    wrong = result["wrong_status"]
+    if scenario.expected_status != 200:
+        # wrk counts every status >= 400 as an error: here the expected one is a 401.
+        wrong = result["requests"] - wrong
+    return Run(
+        requests=result["requests"],
+        seconds=result["duration_us"] / 1e6,
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        wrong_status=wrong,
+        socket_errors=result["socket_errors"],
+    )
+
+
+def run_httpx(url: str, scenario: Scenario, seconds: float) -> Run:
+    """One client, sequential requests on a keep-alive connection (gunicorn's sync worker closes it anyway)."""
+    latencies = []
+    wrong = errors = 0
+    headers = {scenario.header[0]: scenario.header[1]}
+    with httpx.Client(headers=headers, timeout=10) as client:
+        started = time.perf_counter()
+        deadline = started + seconds
+        while time.perf_counter() < deadline:
+            sent = time.perf_counter()
+            try:
+                status = client.get(url).status_code
+            except httpx.TransportError:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - sent)
+            wrong += status != scenario.expected_status
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Run(
+        requests=len(latencies),
+        seconds=elapsed,
+        p50_ms=latencies[len(latencies) // 2] * 1000,
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        wrong_status=wrong,
+        socket_errors=errors,
+    )
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median: how far apart the runs of one route were."""
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def server_versions(bench_url: str) -> str:
+    import django
+    import gunicorn
+    import rest_framework
+
+    with psycopg.connect(bench_url) as conn:
+        (pg_version,) = conn.execute("SHOW server_version").fetchone()
+    return (
+        f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}; Python {platform.python_version()}, "
+        f"Django {django.get_version()}, DRF {rest_framework.VERSION}, gunicorn {gunicorn.__version__}, "
+        f"psycopg {psycopg.__version__}, PostgreSQL {pg_version.split()[0]}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per route")
+    parser.add_argument("--runs", type=int, default=3, help="measured runs per route; the median counts")
+    parser.add_argument("--connections", type=int, default=1, help="concurrent client connections")
+    parser.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--database", default="coderauth_bench_auth", help="bench database, created and dropped")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    args = parser.parse_args()
+
+    wrk = shutil.which("wrk") if args.client in ("auto", "wrk") else None
+    if args.client == "wrk" and wrk is None:
+        parser.error("wrk not found (apt-get install wrk), or use --client httpx")
+    if wrk is None and args.connections != 1:
+        parser.error("the httpx client runs one connection; --connections needs wrk")
+    admin_url = os.environ.get("DATABASE_URL") or DEFAULT_ADMIN_URL
+    bench_url = database_url_for(admin_url, args.database)
+    env = {
+        "DATABASE_URL": bench_url,
+        "DJANGO_SETTINGS_MODULE": "bench.settings_bench",
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,testserver",
+        # Production-like: Django logs each 4xx as a warning; the server's output goes to a file.
+        "LOG_LEVEL": "WARNING",
+    }
+    recreate_database(admin_url, args.database)
+    server = None
+    results: dict[str, list[Run]] = {}
+    try:
+        scenarios, counts = prepare(env)
+        versions = server_versions(bench_url)
+        for scenario in scenarios:
+            status, _ = counts[scenario.key]
+            if status != scenario.expected_status:
+                print(f"error: ({scenario.key}) answered {status} in-process, expected {scenario.expected_status}")
+                return 1
+        with tempfile.TemporaryDirectory(prefix="coderauth-bench-") as workdir:
+            port = free_port()
+            server = start_server(port, env, Path(workdir) / "gunicorn.log")
+
+            def measure(scenario: Scenario, seconds: float) -> Run:
+                url = f"http://127.0.0.1:{port}{scenario.path}"
+                if wrk:
+                    return run_wrk(wrk, url, scenario, seconds, args.connections, Path(workdir))
+                return run_httpx(url, scenario, seconds)
+
+            client = f"wrk -t1 -c{args.connections}" if wrk else "httpx, one connection"
+            print(f"client: {client}; {args.runs} runs of {args.duration:g} s a route, {args.warmup:g} s warm-up first")
+            for scenario in scenarios:
+                measure(scenario, args.warmup)
+            for run_number in range(1, args.runs + 1):
+                for scenario in scenarios:
+                    run = measure(scenario, args.duration)
+                    results.setdefault(scenario.key, []).append(run)
+                    print(
+                        f"  run {run_number} ({scenario.key}): {run.rate:,.0f} req/s, "
+                        f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms",
+                        flush=True,
+                    )
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        if not args.keep:
+            drop_database(admin_url, args.database)
+
+    for scenario in scenarios:
+        runs = results[scenario.key]
+        wrong = sum(run.wrong_status for run in runs)
+        errors = sum(run.socket_errors for run in runs)
+        if wrong or errors:
+            print(f"error: ({scenario.key}) {wrong} answers not {scenario.expected_status}, {errors} socket errors")
+            return 1
+
+    print()
+    print(f"| route | SQL queries | req/s (median of {args.runs}) | p50 ms | p99 ms | req/s of each run | spread |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
+    medians = {}
+    for scenario in scenarios:
+        runs = results[scenario.key]
+        rates = [run.rate for run in runs]
+        medians[scenario.key] = statistics.median(rates)
+        p50 = statistics.median(run.p50_ms for run in runs)
+        p99 = statistics.median(run.p99_ms for run in runs)
+        print(
+            f"| ({scenario.key}) {scenario.label} | {counts[scenario.key][1]} | {medians[scenario.key]:,.0f} "
+            f"| {p50:.2f} | {p99:.2f} "
+            f"| {', '.join(f'{rate:,.0f}' for rate in rates)} | {spread(rates):.0%} |"
+        )
+    print()
+    print(versions)
+
+    agent_rates = [run.rate for run in results["a"]]
+    baseline_rates = [run.rate for run in results["b"]]
+    ratio = medians["a"] / medians["b"]
+    print(f"agent / baseline throughput: {ratio:.0%} (target: at least {1 - MAX_SLOWDOWN:.0%})")
+    if ratio >= 1 - MAX_SLOWDOWN:
+        print("result: the agent route holds DRF TokenAuthentication's cost or better")
+        return 0
+    if max(agent_rates) >= min(baseline_rates):
+        # The runs overlap: the gap is within what one route varies from run to run on this machine.
+        print("result: inconclusive, the agent route's runs overlap the baseline's (noise); rerun on a quiet machine")
+        return 0
+    print(f"result: SLOWER, the agent route is more than {MAX_SLOWDOWN:.0%} below the baseline in every run")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
