@@ -26,7 +26,7 @@ run: install
 	@DEBUG=$${DEBUG:-true} scripts/with-database.sh sh -c '\
 		$(BIN)/python manage.py migrate --no-input && \
 		$(BIN)/python manage.py createcachetable && \
-		$(BIN)/python manage.py seed_demo && \
+		$(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)/ && \
 		exec $(BIN)/python manage.py runserver $(HOST):$(PORT)'
 
 # The browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
@@ -40,7 +40,7 @@ test: install browser
 	@scripts/with-database.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo-reset: install
-	@DEBUG=$${DEBUG:-true} scripts/with-database.sh $(BIN)/python manage.py seed_demo --reset
+	@DEBUG=$${DEBUG:-true} scripts/with-database.sh $(BIN)/python manage.py seed_demo --reset --url http://$(HOST):$(PORT)/
 
 db-start: install
 	@$(BIN)/python -m coderauth.embedded_db start

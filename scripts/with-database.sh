@@ -12,9 +12,15 @@ already_running=no
 DATABASE_URL="$(.venv/bin/python -m coderauth.embedded_db start)"
 export DATABASE_URL
 echo "Using embedded PostgreSQL in .pgdata (set DATABASE_URL to use another server)." >&2
+stop_embedded() {
+    if [ "$already_running" = no ]; then
+        .venv/bin/python -m coderauth.embedded_db stop
+    fi
+}
+# Ctrl-C on `make run` (or a TERM from CI) must still stop the embedded server.
+trap stop_embedded EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 status=0
 "$@" || status=$?
-if [ "$already_running" = no ]; then
-    .venv/bin/python -m coderauth.embedded_db stop
-fi
 exit $status

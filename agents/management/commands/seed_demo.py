@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils import timezone
 
 from agents.models import AgentToken, Workspace, WorkspaceAgent
 from agents.services.tokens import agent_token_issue, agent_token_revoke
@@ -30,8 +31,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--reset", action="store_true", help="New admin password and a new demo agent token.")
         parser.add_argument("--force", action="store_true", help="Allow running with DEBUG off.")
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="Where the app is served (printed).")
 
-    def handle(self, *args, reset: bool, force: bool, **options):
+    def handle(self, *args, reset: bool, force: bool, url: str, **options):
         if not settings.DEBUG and not force:
             raise CommandError("seed_demo creates an admin with a printed password; it runs only with DEBUG=true.")
         User = get_user_model()
@@ -60,7 +62,9 @@ class Command(BaseCommand):
                 pk=agent.pk
             )
 
-        live_tokens = AgentToken.objects.filter(agent=agent, name=DEMO_TOKEN_NAME, parent=None, revoked_at=None)
+        live_tokens = AgentToken.objects.filter(
+            agent=agent, name=DEMO_TOKEN_NAME, parent=None, revoked_at=None, expires_at__gt=timezone.now()
+        )
         token_plaintext = None
         if reset:
             for token in live_tokens:
@@ -69,7 +73,7 @@ class Command(BaseCommand):
             token_plaintext = agent_token_issue(actor=admin, agent=agent, name=DEMO_TOKEN_NAME).plaintext
 
         self.stdout.write(self.style.SUCCESS("coderauth demo"))
-        self.stdout.write("  web UI        http://127.0.0.1:8000/  (API docs: /api/schema/docs/)")
+        self.stdout.write(f"  web UI        {url}  (API docs: {url.rstrip('/')}/api/schema/docs/)")
         self.stdout.write(f"  admin user    {DEMO_ADMIN}")
         self.stdout.write(f"  password      {password or '(unchanged; `make demo-reset` sets a new one)'}")
         self.stdout.write(f"  workspace     {workspace.name}  id={workspace.id}  mode={workspace.permission_mode_id}")
