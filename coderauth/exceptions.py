@@ -101,6 +101,15 @@ def handler404(request, exception=None):
     return page_not_found(request, exception)
 
 
+def handler400(request, exception=None):
+    """DisallowedHost and other SuspiciousOperations raised outside a view: JSON under /api/."""
+    from django.views.defaults import bad_request
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return bad_request(request, exception)
+
+
 def handler500(request):
     from django.views.defaults import server_error
 

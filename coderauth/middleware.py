@@ -7,6 +7,7 @@ import re
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
 
 from coderauth import request_context
@@ -76,6 +77,12 @@ class ApiErrorMiddleware:
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
             return None
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse({"detail": "Request body too large."}, status=413)
+        if isinstance(exception, SuspiciousOperation):
+            # Too many query parameters or fields, a bad multipart body...: the client's fault, not ours.
+            logger.warning("Refused %s %s: %s", request.method, request.path, type(exception).__name__)
+            return JsonResponse({"detail": "Bad request."}, status=400)
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return JsonResponse(
             {"detail": "Internal server error.", "request_id": getattr(request, "request_id", "")}, status=500

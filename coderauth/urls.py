@@ -21,5 +21,6 @@ urlpatterns = [
     path("", include(("coderauth.ui_urls", "ui"))),
 ]
 
+handler400 = "coderauth.exceptions.handler400"
 handler404 = "coderauth.exceptions.handler404"
 handler500 = "coderauth.exceptions.handler500"

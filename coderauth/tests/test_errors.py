@@ -181,3 +181,31 @@ def test_deleting_a_protected_object_is_a_400_with_a_string_detail(monkeypatch, 
     monkeypatch.setattr(services, "permission_mode_delete", protected)
     body = _assert_json_error(admin_client.delete(reverse("policies:permission-mode-detail", args=["default"])), 400)
     assert body == {"detail": "The object is in use and cannot be deleted."}
+
+
+@pytest.mark.parametrize("client_fixture", ["member_client", "agent_client"])
+def test_too_many_query_parameters_is_a_json_400_not_a_500(request, settings, client_fixture):
+    """Django raises TooManyFieldsSent (a SuspiciousOperation) past DATA_UPLOAD_MAX_NUMBER_FIELDS."""
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    client = request.getfixturevalue(client_fixture)
+    client.raise_request_exception = False
+    url = reverse("agents:workspace-list" if client_fixture == "member_client" else "agents:agent-manifest")
+    query = "&".join(f"p{i}=1" for i in range(20))
+
+    response = client.get(f"{url}?{query}")
+
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Bad request."}
+
+
+def test_unknown_host_on_the_api_is_a_json_400(settings, api_client):
+    """Django answers DisallowedHost through handler400 (with DEBUG on it shows its debug page instead)."""
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["coderauth.example.com"]
+    api_client.raise_request_exception = False
+
+    response = api_client.get(reverse("agents:user-me"), HTTP_HOST="evil.example.net")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
