@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: run test browser install db-start db-stop migrate demo demo-reset lint format bench bench-export bench-auth clean
+.PHONY: run test browser install db-start db-stop demo-reset lint format bench bench-export bench-auth clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -25,7 +25,6 @@ install: $(STAMP)
 run: install
 	@DEBUG=$${DEBUG:-true} scripts/with-database.sh sh -c '\
 		$(BIN)/python manage.py migrate --no-input && \
-		$(BIN)/python manage.py createcachetable && \
 		$(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)/ && \
 		exec $(BIN)/python manage.py runserver $(HOST):$(PORT)'
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sys
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -54,6 +55,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from the app process (after collectstatic), compressed and cacheable.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "coderauth.middleware.RequestContextMiddleware",
     "coderauth.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -123,6 +126,14 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies, no manifest: pages render even before collectstatic has run (tests, runserver).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Before collectstatic (runserver, tests) STATIC_ROOT does not exist yet; runserver serves from the app
+# folders itself, so WhiteNoise's warning about it is noise there.
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
