@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -38,6 +38,35 @@ def test_agent_request_costs_one_query_for_authentication_and_authorization(agen
         assert_status(client.get(reverse(MANIFEST)), 200)  # first use, so last_used_at is written too
     with django_assert_max_num_queries(1):
         assert_status(client.get(reverse(MANIFEST)), 200)
+
+
+def _prepared_agent_lookups() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%FROM agents_agenttoken t%"]
+        )
+        return cursor.fetchone()[0]
+
+
+def test_agent_lookup_is_prepared_once_per_connection(agent_token):
+    """The six-table lookup is planned once per connection, not per request (its planning costs ~10x its run)."""
+    client = client_for_agent_token(agent_token)
+    assert_status(client.get(reverse(MANIFEST)), 200)
+    assert _prepared_agent_lookups() == 1
+    assert_status(client.get(reverse(MANIFEST)), 200)
+    assert _prepared_agent_lookups() == 1, "the lookup was prepared again on the same connection"
+
+
+def test_agent_lookup_still_answers_after_a_rollback_drops_prepared_statements(transactional_db, agent_token):
+    """On ROLLBACK psycopg forgets its prepared statements and deallocates them: the next request prepares again."""
+    client = client_for_agent_token(agent_token)
+    assert_status(client.get(reverse(MANIFEST)), 200)
+    assert _prepared_agent_lookups() == 1
+    with pytest.raises(RuntimeError), transaction.atomic():
+        AgentToken.objects.update(name="renamed")
+        raise RuntimeError("roll the transaction back")
+    assert_status(client.get(reverse(MANIFEST)), 200)
+    assert _prepared_agent_lookups() == 1
 
 
 def test_last_used_at_is_written_at_most_once_per_resolution(agent, agent_token, settings):
