@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from coderauth.exceptions import api_not_found
+from ui.views.auth import AdminLoginView
 
 api_v2 = [
     path("", include(("agents.urls", "agents"))),
@@ -17,6 +18,8 @@ urlpatterns = [
     path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"),
     # Anything else under /api/ answers JSON, even with DEBUG on.
     re_path(r"^api/", api_not_found),
+    # Before admin.site.urls: Django's own admin sign-in is neither throttled nor audited.
+    path("admin/login/", AdminLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
     path("", include(("coderauth.ui_urls", "ui"))),
 ]
