@@ -1,6 +1,17 @@
-"""Raw data in the Django admin. Token digests and encrypted secrets are never shown."""
+"""Raw data in the Django admin. Token digests and encrypted secrets are never shown.
+
+Accounts stay editable here (Django's user admin), but every add, change, password change and delete
+goes through agents.services.users and is audited in the same transaction. Groups are roles
+(`admin`, `auditor`): read-only here, and membership is edited on the user.
+"""
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group
+from django.db import transaction
 
 from agents.models import (
     AgentLog,
@@ -13,6 +24,14 @@ from agents.models import (
     Workspace,
     WorkspaceAgent,
 )
+from agents.services.users import (
+    user_account_snapshot,
+    user_admin_delete,
+    user_admin_delete_many,
+    user_admin_save_record,
+)
+
+User = get_user_model()
 
 
 class ReadOnlyTokenAdmin(admin.ModelAdmin):
@@ -94,3 +113,62 @@ class AppStatusAdmin(ReadOnlyModelAdmin):
 @admin.register(AgentLog)
 class AgentLogAdmin(ReadOnlyModelAdmin):
     list_display = ("agent", "level", "created_at", "output")
+
+
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    """Django's user admin with each change audited (user.created, user.updated, user.deleted)."""
+
+    def save_model(self, request, obj, form, change):
+        # The stored state before this save; the audit row compares it with the state after save_related.
+        before = user_account_snapshot(user_id=obj.pk) if change else None
+        request.__dict__.setdefault("_coderauth_accounts_before", {})[obj.pk] = before
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        user = form.instance
+        before = request.__dict__.get("_coderauth_accounts_before", {}).pop(user.pk, None)
+        user_admin_save_record(actor=request.user, user=user, before=before)
+
+    def user_change_password(self, request, id, form_url=""):
+        # Django saves the new password outside a transaction; here it commits with its audit row or not at all.
+        with transaction.atomic():
+            user = self.get_object(request, unquote(id))
+            before = user_account_snapshot(user_id=user.pk) if user is not None else None
+            response = super().user_change_password(request, id, form_url)
+            if before is not None and request.method == "POST":
+                user_admin_save_record(actor=request.user, user=user, before=before)
+        return response
+
+    def get_deleted_objects(self, objs, request):
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # A user's own tokens and user data go with the account (user.deleted counts them); their admins are
+        # read-only only so that they are not deleted one by one, unaudited. Workspaces protect their owner
+        # (never deleted from here), so they belong on the protected-objects page, not under missing permissions.
+        perms_needed -= {model._meta.verbose_name for model in (UserToken, GitSSHKey, ExternalAuthLink, Workspace)}
+        return deleted, model_count, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        user_admin_delete(actor=request.user, user=obj)
+
+    def delete_queryset(self, request, queryset):
+        user_admin_delete_many(actor=request.user, users=queryset)
+
+
+@admin.register(Group)
+class GroupAdmin(DjangoGroupAdmin):
+    """Groups are the `admin` and `auditor` roles: renaming or deleting one would change who may do what."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

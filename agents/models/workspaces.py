@@ -16,7 +16,8 @@ class Workspace(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=63, validators=[NAME_VALIDATOR])
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="workspaces")
+    # PROTECT: deleting an account must not silently take its workspaces, agents and agent tokens with it.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="workspaces")
     permission_mode = models.ForeignKey(
         "policies.PermissionMode", on_delete=models.PROTECT, related_name="workspaces", db_column="permission_mode"
     )
