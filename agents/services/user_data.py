@@ -36,13 +36,14 @@ def _new_key_pair(comment: str) -> tuple[str, str]:
     return f"{public.decode()} {comment}", private_pem
 
 
-def git_ssh_key_get_or_create(*, user) -> GitSSHKey:
+def git_ssh_key_get_or_create(*, user, principal: AgentPrincipal | None = None) -> GitSSHKey:
+    """The user's key pair, generated on first need. `principal`: the agent whose read needs it, the audit actor."""
     key = GitSSHKey.objects.filter(user=user).first()
     if key is not None:
         return key
     try:
         with transaction.atomic():
-            return _git_ssh_key_write(user=user, action="user.gitsshkey_created")
+            return _git_ssh_key_write(user=user, action="user.gitsshkey_created", principal=principal)
     except IntegrityError:  # a concurrent request created it first
         return GitSSHKey.objects.get(user=user)
 
@@ -53,14 +54,24 @@ def git_ssh_key_regenerate(*, user) -> GitSSHKey:
         return _git_ssh_key_write(user=user, action="user.gitsshkey_regenerated")
 
 
-def _git_ssh_key_write(*, user, action: str) -> GitSSHKey:
+def _git_ssh_key_write(*, user, action: str, principal: AgentPrincipal | None = None) -> GitSSHKey:
     public_key, private_key = _new_key_pair(comment=f"{user.username}@coderauth")
     key = GitSSHKey.objects.create(
         user=user,
         public_key=public_key,
         private_key_encrypted=crypto.encrypt(private_key, context=_ssh_context(user.pk)),
     )
-    audit_record(action=action, actor_type="user", actor=user.username, details={"public_key": public_key})
+    if principal is None:
+        audit_record(action=action, actor_type="user", actor=user.username, details={"public_key": public_key})
+    else:  # an agent's read generated the owner's key: the agent is who did it, not the owner
+        audit_record(
+            action=action,
+            actor_type="agent",
+            actor=str(principal.agent_id),
+            workspace_id=principal.workspace_id,
+            agent_id=principal.agent_id,
+            details={"public_key": public_key, "owner": user.username, "token_id": str(principal.token_id)},
+        )
     return key
 
 
@@ -137,7 +148,7 @@ def agent_git_ssh_key_read(*, principal: AgentPrincipal) -> tuple[str, str]:
     from django.contrib.auth import get_user_model
 
     owner = get_user_model().objects.get(pk=principal.owner_id)
-    key = git_ssh_key_get_or_create(user=owner)
+    key = git_ssh_key_get_or_create(user=owner, principal=principal)
     with transaction.atomic():
         _record_user_data_access(principal, route="gitsshkey", details={})
         return key.public_key, git_ssh_private_key(key)
