@@ -178,7 +178,7 @@ class AgentExternalAuthApi(AgentApi):
         if bool(provider_id) == bool(match):
             raise ServiceValidationError("Give exactly one of the query parameters 'id' or 'match'.")
         secret = user_data.agent_external_auth_read(
-            principal=request.auth, route="external-auth", provider_id=provider_id, url=match
+            principal=request.auth, route="external-auth", provider_id=provider_id, url=match, url_field="match"
         )
         return Response(
             ExternalAuthSecretSerializer(
@@ -198,7 +198,7 @@ class AgentGitAuthApi(AgentApi):
         url = request.query_params.get("url")
         if not url:
             raise ServiceValidationError("The query parameter 'url' is required.", field="url")
-        secret = user_data.agent_external_auth_read(principal=request.auth, route="gitauth", url=url[:2000])
+        secret = user_data.agent_external_auth_read(principal=request.auth, route="gitauth", url=url)
         return Response(
             ExternalAuthSecretSerializer(
                 {"access_token": secret.access_token, "token_extra": secret.token_extra, "type": secret.type}

@@ -129,7 +129,20 @@ class UserGitSSHKeyApi(APIView):
 class UserExternalAuthLinkApi(APIView):
     class InputSerializer(serializers.Serializer):
         access_token = serializers.CharField(max_length=4096)
-        token_extra = serializers.DictField(required=False, default=dict)
+        token_extra = serializers.DictField(
+            required=False,
+            default=dict,
+            help_text=(
+                f"A JSON object, at most {user_data.TOKEN_EXTRA_MAX_BYTES} bytes and "
+                f"{user_data.TOKEN_EXTRA_MAX_DEPTH} levels deep; no NUL or unpaired surrogates in keys or strings."
+            ),
+        )
+
+        def validate_token_extra(self, value):
+            problem = user_data.token_extra_problem(value)
+            if problem is not None:
+                raise serializers.ValidationError(problem)
+            return value
 
     class OutputSerializer(serializers.Serializer):
         provider_id = serializers.CharField()

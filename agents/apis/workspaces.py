@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -69,15 +68,10 @@ class WorkspaceListCreateApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        owner = None
-        if "owner" in data.validated_data:
-            owner = get_user_model().objects.filter(username=data.validated_data["owner"]).first()
-            if owner is None:
-                raise ServiceValidationError("No such user.", field="owner")
         workspace = workspace_services.workspace_create(
             actor=request.user,
             name=data.validated_data["name"],
-            owner=owner,
+            owner_username=data.validated_data.get("owner"),
             permission_mode=data.validated_data.get("permission_mode"),
         )
         workspace = selectors.workspace_get_for(user=request.user, workspace_id=workspace.pk)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
+import math
 from dataclasses import dataclass
 
+import re2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import IntegrityError, transaction
@@ -79,13 +80,82 @@ def git_ssh_private_key(key: GitSSHKey) -> str:
     return crypto.decrypt(key.private_key_encrypted, context=_ssh_context(key.user_id))
 
 
+# Provider regexes come from admins and are matched against URLs that agents send, so they run on RE2:
+# matching is linear in the URL's length whatever the pattern (no catastrophic backtracking).
+URL_MAX_LENGTH = 2048
+TOKEN_EXTRA_MAX_DEPTH = 8
+TOKEN_EXTRA_MAX_BYTES = 8192
+
+
+def _provider_pattern(regex: str):
+    """The compiled RE2 pattern, or None when RE2 cannot compile it (backreferences, lookaround, bad syntax)."""
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is a 400, not a line on stderr
+    try:
+        return re2.compile(regex, options=options)
+    except (re2.error, UnicodeEncodeError):
+        return None
+
+
+def token_extra_problem(value) -> str | None:
+    """Why `token_extra` cannot be stored, or None: a JSON object whose strings and keys are strict UTF-8
+    without NUL, nested at most TOKEN_EXTRA_MAX_DEPTH deep and at most TOKEN_EXTRA_MAX_BYTES serialized.
+    Anything else would be stored, then fail every agent read of the link."""
+    if not isinstance(value, dict):
+        return "Must be a JSON object."
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > TOKEN_EXTRA_MAX_DEPTH:
+            return f"Nested deeper than {TOKEN_EXTRA_MAX_DEPTH} levels."
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return "Object keys must be strings."
+                if _bad_text(key):
+                    return "Keys must not contain NUL or unpaired surrogate characters."
+                pending.append((child, depth + 1))
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            if _bad_text(item):
+                return "Strings must not contain NUL or unpaired surrogate characters."
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "Numbers must be finite."
+        elif item is not None and not isinstance(item, (bool, int)):
+            return "Values must be JSON values."
+    try:
+        size = len(_strict_json(value))
+    except ValueError:  # an integer too long to print, for one
+        return "Values must be JSON values."
+    if size > TOKEN_EXTRA_MAX_BYTES:
+        return f"At most {TOKEN_EXTRA_MAX_BYTES} bytes as JSON."
+    return None
+
+
+def _bad_text(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _strict_json(value) -> bytes:
+    """What the API renders: UTF-8 JSON. Raises ValueError (UnicodeEncodeError included) where rendering would."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
 def external_auth_provider_create(*, actor, provider_id: str, type: str, regex: str) -> ExternalAuthProvider:
     if not is_admin(actor):
         raise ServicePermissionDenied("Only admins may add external-auth providers.")
-    try:
-        re.compile(regex)
-    except re.error as error:
-        raise ServiceValidationError(f"Invalid regular expression: {error}.", field="regex")
+    if _provider_pattern(regex) is None:
+        raise ServiceValidationError(
+            "Invalid regular expression: it must be RE2 syntax (no backreferences or lookaround).", field="regex"
+        )
     try:
         with transaction.atomic():
             provider = ExternalAuthProvider.objects.create(id=provider_id, type=type, regex=regex)
@@ -104,6 +174,9 @@ def external_auth_link_set(
     *, user, provider: ExternalAuthProvider, access_token: str, token_extra: dict
 ) -> ExternalAuthLink:
     """Store what an OAuth flow would store for this user and provider, encrypted."""
+    problem = token_extra_problem(token_extra or {})
+    if problem is not None:
+        raise ServiceValidationError(problem, field="token_extra")
     with transaction.atomic():
         link, created = ExternalAuthLink.objects.select_for_update().get_or_create(
             user=user,
@@ -155,38 +228,56 @@ def agent_git_ssh_key_read(*, principal: AgentPrincipal) -> tuple[str, str]:
 
 
 def _linked_provider_matching(*, owner_id: int, url: str) -> ExternalAuthProvider | None:
-    """The first provider by id whose regex matches the URL and that the owner has linked."""
+    """The first provider by id whose regex matches the URL and that the owner has linked.
+
+    A stored regex RE2 cannot compile (one saved before RE2 was required) never matches."""
     linked = ExternalAuthProvider.objects.filter(links__user_id=owner_id).order_by("id")
     for provider in linked:
-        try:
-            if re.search(provider.regex, url):
-                return provider
-        except re.error:
-            continue
+        pattern = _provider_pattern(provider.regex)
+        if pattern is not None and pattern.search(url):
+            return provider
     return None
 
 
 def agent_external_auth_read(
-    *, principal: AgentPrincipal, route: str, provider_id: str | None = None, url: str | None = None
+    *,
+    principal: AgentPrincipal,
+    route: str,
+    provider_id: str | None = None,
+    url: str | None = None,
+    url_field: str = "url",
 ) -> ExternalAuthSecret:
+    """The owner's external-auth secret for an agent, by provider id or by URL match.
+
+    Everything that can fail (decryption, the JSON the API will render) runs before the access is
+    audited, so a failed read leaves no `agent.user_data_accessed` row."""
     if provider_id is not None:
         provider = ExternalAuthProvider.objects.filter(pk=provider_id, links__user_id=principal.owner_id).first()
     else:
-        provider = _linked_provider_matching(owner_id=principal.owner_id, url=url or "")
+        url = url or ""
+        if len(url) > URL_MAX_LENGTH or _bad_text(url):
+            raise ServiceValidationError(
+                f"At most {URL_MAX_LENGTH} characters of valid text, without NUL.", field=url_field
+            )
+        provider = _linked_provider_matching(owner_id=principal.owner_id, url=url)
     if provider is None:
         raise ServiceNotFound("The workspace owner has no external-auth link for that provider or URL.")
     link = ExternalAuthLink.objects.get(user_id=principal.owner_id, provider=provider)
+    secret = ExternalAuthSecret(
+        provider_id=provider.id,
+        type=provider.type,
+        access_token=crypto.decrypt(
+            link.access_token_encrypted, context=_link_context(principal.owner_id, provider.id, "token")
+        ),
+        token_extra=json.loads(
+            crypto.decrypt(link.token_extra_encrypted, context=_link_context(principal.owner_id, provider.id, "extra"))
+        ),
+    )
+    try:
+        _strict_json({"access_token": secret.access_token, "token_extra": secret.token_extra, "type": secret.type})
+    except ValueError:
+        # Stored before token_extra was validated; to the agent it is as good as unlinked: the owner re-links.
+        raise ServiceNotFound("The workspace owner's external-auth link for that provider is unusable; re-link it.")
     with transaction.atomic():
         _record_user_data_access(principal, route=route, details={"provider": provider.id})
-        return ExternalAuthSecret(
-            provider_id=provider.id,
-            type=provider.type,
-            access_token=crypto.decrypt(
-                link.access_token_encrypted, context=_link_context(principal.owner_id, provider.id, "token")
-            ),
-            token_extra=json.loads(
-                crypto.decrypt(
-                    link.token_extra_encrypted, context=_link_context(principal.owner_id, provider.id, "extra")
-                )
-            ),
-        )
+    return secret

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from agents.models import Workspace, WorkspaceAgent
@@ -25,11 +26,19 @@ def _require_admin_or_owner(actor, workspace: Workspace) -> None:
         raise ServicePermissionDenied("Only admins and the workspace owner may do this.")
 
 
-def workspace_create(*, actor, name: str, owner=None, permission_mode: PermissionMode | None = None) -> Workspace:
+def workspace_create(
+    *, actor, name: str, owner_username: str | None = None, permission_mode: PermissionMode | None = None
+) -> Workspace:
+    """A workspace for the actor, or (admins only) for the user named `owner_username`."""
     _require_writer(actor)
-    owner = owner or actor
-    if owner.pk != actor.pk and not is_admin(actor):
-        raise ServicePermissionDenied("Only admins may create workspaces for other users.")
+    owner = actor
+    if owner_username is not None and owner_username != actor.username:
+        # Refuse before the lookup: a member must not learn which usernames exist from 400 versus 403.
+        if not is_admin(actor):
+            raise ServicePermissionDenied("Only admins may create workspaces for other users.")
+        owner = get_user_model().objects.filter(username=owner_username).first()
+        if owner is None:
+            raise ServiceValidationError("No such user.", field="owner")
     default_mode = site_default_mode()
     mode = permission_mode or default_mode
     if not is_admin(actor) and not mode.scope_set() <= default_mode.scope_set():
