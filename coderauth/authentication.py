@@ -15,7 +15,7 @@ from uuid import UUID
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -120,6 +120,8 @@ def _prepared_statement_cursor():
     Planning the lookup's six-table join costs about 1 ms on these machines, ten times running it: prepared once
     per connection, the lookup takes about 0.1 ms a request (docs/benchmarks.md, "Agent hot path").
     """
+    if not settings.CODERAUTH_PREPARED_AGENT_LOOKUP:
+        return connection.cursor()
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
@@ -204,18 +206,31 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
 
     @staticmethod
     def _record_rejection(token_id, hint, agent_id, workspace_id, reason: str) -> None:
-        """A known token after expiry or revocation may be a leak: worth an audit event."""
+        """A known token after expiry or revocation may be a leak: worth an audit event, at most one per token
+        per CODERAUTH_LAST_USED_RESOLUTION so a replay loop cannot flood the audit table. Every attempt is logged."""
+        from agents.models import AgentToken
         from audit.services import audit_record
 
+        logger.warning("Rejected agent token presented: %s (%s)", hint, reason)
+        now = timezone.now()
         with transaction.atomic():
-            audit_record(
-                action="agent_token.rejected",
-                actor_type="agent",
-                actor=str(agent_id),
-                workspace_id=workspace_id,
-                agent_id=agent_id,
-                details={"token_id": str(token_id), "token_hint": hint, "reason": reason},
+            first_in_period = (
+                AgentToken.objects.filter(pk=token_id)
+                .filter(
+                    models.Q(last_rejected_at__isnull=True)
+                    | models.Q(last_rejected_at__lte=now - settings.CODERAUTH_LAST_USED_RESOLUTION)
+                )
+                .update(last_rejected_at=now)
             )
+            if first_in_period:
+                audit_record(
+                    action="agent_token.rejected",
+                    actor_type="agent",
+                    actor=str(agent_id),
+                    workspace_id=workspace_id,
+                    agent_id=agent_id,
+                    details={"token_id": str(token_id), "token_hint": hint, "reason": reason},
+                )
 
 
 class UserTokenAuthentication(authentication.BaseAuthentication):

@@ -206,6 +206,9 @@ CODERAUTH_AGENT_TOKEN_MAX_LIFETIME = timedelta(
 CODERAUTH_CHILD_TOKEN_LIFETIME = timedelta(seconds=env.int("CODERAUTH_CHILD_TOKEN_LIFETIME_SECONDS", default=3600))
 # last_used_at is written at most this often per token, never once per request.
 CODERAUTH_LAST_USED_RESOLUTION = timedelta(seconds=env.int("CODERAUTH_LAST_USED_RESOLUTION_SECONDS", default=60))
+# The agent token lookup is a prepared statement (planned once per connection). Turn it off behind a pooler
+# that cannot keep prepared statements, such as PgBouncer before 1.21 in transaction mode.
+CODERAUTH_PREPARED_AGENT_LOOKUP = env.bool("CODERAUTH_PREPARED_AGENT_LOOKUP", default=True)
 
 LOGGING = {
     "version": 1,

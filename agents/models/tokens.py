@@ -44,6 +44,9 @@ class AgentToken(TokenState):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # When `agent_token.rejected` was last audited for this token: a leaked token replayed in a loop
+    # gets one audit row per resolution period, not one per request.
+    last_rejected_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -181,6 +181,48 @@ def test_known_token_after_expiry_or_revocation_is_audited_but_unknown_is_not(ag
     assert revoked.plaintext not in str(event.details)
 
 
+def test_replayed_revoked_token_is_audited_once_per_resolution_not_per_request(agent, member, settings, caplog):
+    """Regression: a leaked, revoked token replayed in a loop wrote one audit row per request (an audit flood).
+    Now one row per token per CODERAUTH_LAST_USED_RESOLUTION; every attempt still reaches the log, hint only."""
+    revoked = agent_token_issue(actor=member, agent=agent)
+    agent_token_revoke(actor=member, token=revoked.token)
+    client = client_for_agent_token(revoked.plaintext)
+
+    for _ in range(5):
+        assert_status(client.get(reverse(MANIFEST)), 401)
+    assert AuditEvent.objects.filter(action="agent_token.rejected").count() == 1
+    rejected_logs = [r for r in caplog.records if "Rejected agent token" in r.getMessage()]
+    assert len(rejected_logs) == 5
+    assert all(revoked.plaintext not in r.getMessage() for r in caplog.records)
+
+    # Once the period has passed, the next attempt is audited again.
+    AgentToken.objects.filter(pk=revoked.token.pk).update(
+        last_rejected_at=timezone.now() - settings.CODERAUTH_LAST_USED_RESOLUTION
+    )
+    assert_status(client.get(reverse(MANIFEST)), 401)
+    assert AuditEvent.objects.filter(action="agent_token.rejected").count() == 2
+
+
+def test_rejection_limit_is_per_token(agent, member):
+    first = agent_token_issue(actor=member, agent=agent)
+    second = agent_token_issue(actor=member, agent=agent)
+    for issued in (first, second):
+        agent_token_revoke(actor=member, token=issued.token)
+        assert_status(client_for_agent_token(issued.plaintext).get(reverse(MANIFEST)), 401)
+    events = AuditEvent.objects.filter(action="agent_token.rejected")
+    assert {e.details["token_id"] for e in events} == {str(first.token.pk), str(second.token.pk)}
+
+
+def test_agent_lookup_without_prepared_statements(agent_token, settings, django_assert_max_num_queries):
+    """CODERAUTH_PREPARED_AGENT_LOOKUP=false (for PgBouncer < 1.21 in transaction mode): same answer, one query,
+    nothing prepared."""
+    settings.CODERAUTH_PREPARED_AGENT_LOOKUP = False
+    client = client_for_agent_token(agent_token)
+    with django_assert_max_num_queries(1):
+        assert_status(client.get(reverse(MANIFEST)), 200)
+    assert _prepared_agent_lookups() == 0
+
+
 def test_unknown_and_revoked_user_tokens_get_the_same_401(member):
     revoked = user_token_issue(user=member, name="old")
     UserToken.objects.filter(pk=revoked.token.pk).update(revoked_at=timezone.now())
