@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
+from audit import chain
 from audit.selectors import REPORT_COLUMNS, AuditFilters, audit_filters_where
 
 EXPORT_FORMATS = ("csv", "jsonl")
@@ -169,10 +170,20 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def export_filters_pinned(filters: AuditFilters) -> AuditFilters:
-    """Without `until` an export ends now (to the microsecond), so the same request can be replayed later."""
+    """Without `until` an export ends now (to the microsecond), so the same request can be replayed later.
+
+    "Now" is read under the chain's advisory lock, in a transaction of its own: every writer that stamped a
+    time before it has committed by then (writers stamp `time` while holding that lock), and every later
+    writer stamps a later time. So the export, whose snapshot is taken afterwards, holds every row before
+    `until`, and a replay with the same `until` finds exactly the same rows. Cost: waiting out at most one
+    in-flight audit write.
+    """
     if filters.until is not None:
         return filters
-    return dataclasses.replace(filters, until=timezone.now())
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [chain.CHAIN_LOCK_KEY])
+        until = timezone.now()
+    return dataclasses.replace(filters, until=until)
 
 
 def _manifest(*, filters: AuditFilters, export_format: str, digest: _Digest) -> dict[str, Any]:
