@@ -284,8 +284,8 @@ def server_versions(bench_url: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10, help="seconds per measured run")
-    parser.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per route")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per route")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per route; the median counts")
     parser.add_argument("--connections", type=int, default=1, help="concurrent client connections")
     parser.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto")
