@@ -14,6 +14,10 @@ ScopeDeniedSerializer = inline_serializer(
         "detail": serializers.CharField(),
         "required_scope": serializers.CharField(),
         "permission_mode": serializers.CharField(),
+        "denied_by": serializers.ChoiceField(
+            choices=["permission_mode", "token"],
+            help_text="permission_mode: the mode lacks the scope; token: the mode allows it, the token lacks it.",
+        ),
     },
 )
 

@@ -10,14 +10,20 @@ from policies.scopes import ALL_SCOPES, ANY_VALID_AGENT_TOKEN
 
 
 class AgentScopeDenied(exceptions.PermissionDenied):
-    """403 whose body names the missing scope and the mode in force (DESIGN.md §4)."""
+    """403 whose body names the missing scope and the mode in force (DESIGN.md §4), and which side refused:
+    `denied_by` is "permission_mode" when the mode lacks the scope (whatever the token holds), else "token"."""
 
-    def __init__(self, *, required_scope: str, permission_mode: str):
+    def __init__(self, *, required_scope: str, permission_mode: str, denied_by: str):
         super().__init__()
+        if denied_by == "permission_mode":
+            message = f"The agent's permission mode '{permission_mode}' does not allow '{required_scope}'."
+        else:
+            message = f"This agent token does not carry '{required_scope}'; issue one that does."
         self.detail = {
-            "detail": f"The agent's permission mode '{permission_mode}' does not allow '{required_scope}'.",
+            "detail": message,
             "required_scope": required_scope,
             "permission_mode": permission_mode,
+            "denied_by": denied_by,
         }
 
 
@@ -44,5 +50,8 @@ class HasAgentScope(permissions.BasePermission):
             return True
         from policies.services import agent_access_denied_record
 
-        agent_access_denied_record(principal=principal, route=request.path, method=request.method, scope=scope)
-        raise AgentScopeDenied(required_scope=scope, permission_mode=principal.mode_name)
+        denied_by = "permission_mode" if scope not in principal.mode_scopes else "token"
+        agent_access_denied_record(
+            principal=principal, route=request.path, method=request.method, scope=scope, denied_by=denied_by
+        )
+        raise AgentScopeDenied(required_scope=scope, permission_mode=principal.mode_name, denied_by=denied_by)

@@ -11,8 +11,9 @@ from policies.roles import is_admin
 from policies.scopes import ALL_SCOPES, BUILTIN_MODES, MODE_ALIASES, ordered
 
 
-def agent_access_denied_record(*, principal, route: str, method: str, scope: str) -> None:
-    """Every 403 on an agent route is evidence worth keeping (DESIGN.md §7)."""
+def agent_access_denied_record(*, principal, route: str, method: str, scope: str, denied_by: str) -> None:
+    """Every 403 on an agent route is evidence worth keeping (DESIGN.md §7), with the token's scopes so an
+    auditor can tell a mode refusal from a narrow token's."""
     with transaction.atomic():
         audit_record(
             action="agent.access_denied",
@@ -25,7 +26,9 @@ def agent_access_denied_record(*, principal, route: str, method: str, scope: str
                 "method": method,
                 "scope": scope,
                 "mode": principal.mode_name,
+                "denied_by": denied_by,
                 "token_id": str(principal.token_id),
+                "token_scopes": sorted(principal.token_scopes),
             },
         )
 

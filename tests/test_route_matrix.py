@@ -206,12 +206,17 @@ def assert_body(route: Route, world: World, response, mode_name: str, state: str
         assert set(response.json()) == {"detail"}, response.json()
     elif expected == 403:
         body = response.json()
+        # The mode refuses when it lacks the scope, whatever the token holds; otherwise the narrow token does.
+        denied_by = "permission_mode" if route.scope not in MODE_SCOPES[mode_name] else "token"
         assert body["required_scope"] == route.scope
         assert body["permission_mode"] == mode_name
-        assert body["detail"]
+        assert body["denied_by"] == denied_by
+        assert (f"permission mode '{mode_name}'" in body["detail"]) == (denied_by == "permission_mode")
         denied = AuditEvent.objects.filter(action="agent.access_denied").latest("id")
         assert denied.details["scope"] == route.scope
         assert denied.details["mode"] == mode_name
+        assert denied.details["denied_by"] == denied_by
+        assert denied.details["token_scopes"] == sorted(TOKEN_SCOPES[state])
     elif route.name == "gitsshkey":
         assert response.json()["private_key"] == world.ssh_private_key
     elif route.name in ("external-auth", "gitauth"):

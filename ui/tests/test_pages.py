@@ -178,8 +178,11 @@ def test_dashboard_shows_modes_user_data_agents_denials_and_statuses(admin_web, 
         workspace_id = workspace.id
         mode_name = "no-user-data"
         token_id = "00000000-0000-0000-0000-000000000000"
+        token_scopes = frozenset({"agent:connect", "agent:gitsshkey"})
 
-    agent_access_denied_record(principal=Principal, route="gitsshkey", method="GET", scope="agent:gitsshkey")
+    agent_access_denied_record(
+        principal=Principal, route="gitsshkey", method="GET", scope="agent:gitsshkey", denied_by="permission_mode"
+    )
     body = admin_web.get(reverse("ui:home")).content.decode()
     assert "Agents that still allow user data" in body
     assert agent.name in body
