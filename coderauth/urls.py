@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from coderauth.exceptions import api_not_found
+from coderauth.schema_views import SchemaRedocView, SchemaSwaggerView, SchemaView
 from ui.views.auth import AdminLoginView
 
 api_v2 = [
@@ -13,9 +13,9 @@ api_v2 = [
 
 urlpatterns = [
     path("api/v2/", include(api_v2)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
-    path("api/schema/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="schema-redoc"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/schema/docs/", SchemaSwaggerView.as_view(url_name="schema"), name="schema-docs"),
+    path("api/schema/redoc/", SchemaRedocView.as_view(url_name="schema"), name="schema-redoc"),
     # Anything else under /api/ answers JSON, even with DEBUG on.
     re_path(r"^api/", api_not_found),
     # Before admin.site.urls: Django's own admin sign-in is neither throttled nor audited.

@@ -209,3 +209,20 @@ def test_unknown_host_on_the_api_is_a_json_400(settings, api_client):
 
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/schema/docs/", "/api/schema/redoc/"])
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_schema_and_docs_refuse_writes_with_json_405(api_client, path, method):
+    """Regression: drf-spectacular's views answered a 405 in YAML (schema) or as an HTML page (docs)."""
+    _assert_json_error(getattr(api_client, method)(path), 405)
+
+
+def test_unknown_schema_format_is_a_json_404(api_client):
+    """Regression: `?format=xml` on the schema answered its 404 in YAML."""
+    _assert_json_error(api_client.get("/api/schema/?format=xml"), 404)
+
+
+def test_schema_still_serves_yaml_and_json(api_client):
+    assert api_client.get("/api/schema/")["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert "paths" in api_client.get("/api/schema/?format=json").json()
