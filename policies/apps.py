@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class PoliciesConfig(AppConfig):
     name = "policies"
     verbose_name = "Permission policies"
+
+    def ready(self) -> None:
+        from policies import checks  # noqa: F401  (registers the route-scope system check)

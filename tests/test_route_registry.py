@@ -97,3 +97,20 @@ def test_view_with_has_agent_scope_but_no_valid_scope_raises_improperly_configur
 
     with pytest.raises(ImproperlyConfigured):
         view_class.as_view()(request)
+
+
+def test_system_check_passes_on_the_real_url_configuration():
+    from policies.checks import check_agent_routes_declare_scopes
+
+    assert check_agent_routes_declare_scopes() == []
+
+
+def test_system_check_refuses_an_agent_route_without_a_scope(monkeypatch):
+    """Deny by default at start-up: `manage.py check`/`runserver`/`migrate` stop on an undeclared agent route."""
+    from agents.apis.agent import AgentManifestApi
+    from policies.checks import check_agent_routes_declare_scopes
+
+    monkeypatch.setattr(AgentManifestApi, "required_scope", None)
+    errors = check_agent_routes_declare_scopes()
+    assert [error.id for error in errors] == ["coderauth.E001"]
+    assert "AgentManifestApi" in errors[0].msg
