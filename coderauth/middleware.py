@@ -17,6 +17,11 @@ logger = logging.getLogger(__name__)
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+def loggable(text: str, limit: int = 300) -> str:
+    """Request-controlled text for a log line: escaped (a %0A in a path must not forge a line) and capped."""
+    return text[:limit].encode("unicode_escape").decode("ascii")
+
+
 def is_api_path(path: str) -> bool:
     return path.startswith("/api/")
 
@@ -99,9 +104,11 @@ class ApiErrorMiddleware:
             return JsonResponse({"detail": "Request body too large."}, status=413)
         if isinstance(exception, SuspiciousOperation):
             # Too many query parameters or fields, a bad multipart body...: the client's fault, not ours.
-            logger.warning("Refused %s %s: %s", request.method, request.path, type(exception).__name__)
+            logger.warning(
+                "Refused %s %s: %s", loggable(request.method), loggable(request.path), type(exception).__name__
+            )
             return JsonResponse({"detail": "Bad request."}, status=400)
-        logger.exception("Unhandled error on %s %s", request.method, request.path)
+        logger.exception("Unhandled error on %s %s", loggable(request.method), loggable(request.path))
         return JsonResponse(
             {"detail": "Internal server error.", "request_id": getattr(request, "request_id", "")}, status=500
         )

@@ -226,3 +226,18 @@ def test_unknown_schema_format_is_a_json_404(api_client):
 def test_schema_still_serves_yaml_and_json(api_client):
     assert api_client.get("/api/schema/")["Content-Type"].startswith("application/vnd.oai.openapi")
     assert "paths" in api_client.get("/api/schema/?format=json").json()
+
+
+def test_a_newline_in_the_path_cannot_forge_a_log_line(settings, admin_client, caplog):
+    """Regression: the refused request's path went into the log as-is, so %0A in a path started a new line."""
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    admin_client.raise_request_exception = False
+    url = reverse("policies:permission-mode-detail", args=["x\nFORGED coderauth ERROR all tokens leaked"])
+    query = "&".join(f"p{i}=1" for i in range(20))
+
+    assert admin_client.get(f"{url}?{query}").status_code == 400
+
+    refused = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Refused")]
+    assert len(refused) == 1
+    assert "\n" not in refused[0]
+    assert "x\\nFORGED" in refused[0]
