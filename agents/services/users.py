@@ -156,21 +156,23 @@ def user_account_snapshot(*, user_id) -> UserAccountSnapshot | None:
     )
 
 
-def user_admin_save_record(*, actor, user, before: UserAccountSnapshot | None) -> None:
+def user_admin_save_record(*, actor, user, before: UserAccountSnapshot | None, method: str = "admin") -> None:
     """Audit an account added (before=None) or changed in the Django admin, once it and its relations are saved.
 
     `user.updated` names every changed field and gives before/after values of the privilege fields only;
     a new password is the boolean `password_changed`, never the hash. Nothing changed: no row.
+    `actor=None` is a management command (actor_type `system`, actor = `method`), such as seed_demo.
     """
+    actor_type, actor_name = ("system", method) if actor is None else ("user", actor.get_username())
     with transaction.atomic():
         after = user_account_snapshot(user_id=user.pk)
         if before is None:
             audit_record(
                 action="user.created",
-                actor_type="user",
-                actor=actor.get_username(),
+                actor_type=actor_type,
+                actor=actor_name,
                 details={
-                    "method": "admin",
+                    "method": method,
                     "user_id": user.pk,
                     "username": after.username,
                     "has_usable_password": user.has_usable_password(),
@@ -187,10 +189,10 @@ def user_admin_save_record(*, actor, user, before: UserAccountSnapshot | None) -
         before_privileges, after_privileges = before.privileges(), after.privileges()
         audit_record(
             action="user.updated",
-            actor_type="user",
-            actor=actor.get_username(),
+            actor_type=actor_type,
+            actor=actor_name,
             details={
-                "method": "admin",
+                "method": method,
                 "user_id": user.pk,
                 "username": after.username,
                 "changed": changed,

@@ -75,3 +75,21 @@ def test_reset_revokes_the_old_token_and_issues_a_new_one(settings):
     assert client_for_agent_token(old_token).get(reverse("agents:agent-manifest")).status_code == 401
     assert client_for_agent_token(new_token).get(reverse("agents:agent-manifest")).status_code == 200
     assert authenticate(username="admin", password=_printed(output, "password")) is not None
+
+
+def test_the_demo_admin_account_is_audited_without_its_password(settings):
+    """Regression: seed_demo created the admin and reset its password without an audit row."""
+    settings.DEBUG = True
+    first = _seed()
+    created = AuditEvent.objects.get(action="user.created")
+    assert (created.actor_type, created.actor) == ("system", "seed_demo")
+    assert created.details["username"] == "admin"
+    assert created.details["is_superuser"] is True
+
+    reset = _seed("--reset")
+    updated = AuditEvent.objects.get(action="user.updated")
+    assert (updated.actor_type, updated.actor) == ("system", "seed_demo")
+    assert updated.details["password_changed"] is True
+    for output in (first, reset):
+        password = _printed(output, "password")
+        assert all(password not in str(event.details) for event in AuditEvent.objects.all())

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from agents.models import AgentToken, Workspace, WorkspaceAgent
 from agents.services.tokens import agent_token_issue, agent_token_revoke
+from agents.services.users import user_account_snapshot, user_admin_save_record
 from agents.services.workspaces import agent_create, workspace_create
 
 DEMO_ADMIN = "admin"
@@ -38,6 +39,8 @@ class Command(BaseCommand):
             raise CommandError("seed_demo creates an admin with a printed password; it runs only with DEBUG=true.")
         User = get_user_model()
         with transaction.atomic():
+            existing = User.objects.filter(username=DEMO_ADMIN).first()
+            before = user_account_snapshot(user_id=existing.pk) if existing else None
             admin, created = User.objects.get_or_create(username=DEMO_ADMIN, defaults={"is_staff": True})
             admin.groups.add(Group.objects.get_or_create(name="admin")[0])
             password = None
@@ -47,6 +50,8 @@ class Command(BaseCommand):
                 admin.is_staff = True
                 admin.is_superuser = True
                 admin.save()
+            # user.created, or user.updated naming what changed (a reset: password_changed); nothing new, no row.
+            user_admin_save_record(actor=None, user=admin, before=before, method="seed_demo")
 
         workspace = Workspace.objects.filter(owner=admin, name=DEMO_WORKSPACE).first()
         if workspace is None:
