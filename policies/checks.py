@@ -1,8 +1,11 @@
-"""System checks: an agent route without a declared scope stops `runserver`, `migrate` and `check`."""
+"""System checks: an agent route without a declared scope stops `runserver`, `migrate` and `check`;
+a default permission mode that names no mode stops `migrate` and `check --database default`."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core import checks
+from django.db import DatabaseError
 
 from policies.permissions import HasAgentScope
 from policies.scopes import ALL_SCOPES, ANY_VALID_AGENT_TOKEN
@@ -34,3 +37,26 @@ def check_agent_routes_declare_scopes(app_configs=None, **kwargs) -> list[checks
                 )
             )
     return errors
+
+
+@checks.register(checks.Tags.database)
+def check_default_permission_mode_exists(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
+    if not databases:
+        return []
+    from policies.models import PermissionMode
+    from policies.scopes import canonical_mode_name
+
+    name = settings.CODERAUTH_DEFAULT_PERMISSION_MODE
+    try:
+        exists = PermissionMode.objects.filter(name=canonical_mode_name(name)).exists()
+    except DatabaseError:  # not migrated yet: the built-ins arrive with the migrations
+        return []
+    if exists:
+        return []
+    return [
+        checks.Error(
+            f"CODERAUTH_DEFAULT_PERMISSION_MODE is {name!r}, which names no permission mode.",
+            hint="Use default or no-user-data (or the name of a custom mode you created).",
+            id="coderauth.E003",
+        )
+    ]

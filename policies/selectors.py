@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 
 from coderauth.exceptions import ServiceValidationError
@@ -23,4 +24,11 @@ def permission_mode_get(*, name: str, field: str = "permission_mode") -> Permiss
 
 
 def site_default_mode() -> PermissionMode:
-    return permission_mode_get(name=settings.CODERAUTH_DEFAULT_PERMISSION_MODE)
+    """The mode of new workspaces. A name that matches no mode is the operator's mistake, not the client's:
+    ImproperlyConfigured (a logged JSON 500) rather than a 400 blaming the request's permission_mode.
+    `manage.py migrate` and `manage.py check --database default` report it first (coderauth.E003)."""
+    name = settings.CODERAUTH_DEFAULT_PERMISSION_MODE
+    mode = PermissionMode.objects.filter(name=canonical_mode_name(name)).first()
+    if mode is None:
+        raise ImproperlyConfigured(f"CODERAUTH_DEFAULT_PERMISSION_MODE names no permission mode: {name!r}.")
+    return mode

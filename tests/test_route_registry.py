@@ -114,3 +114,26 @@ def test_system_check_refuses_an_agent_route_without_a_scope(monkeypatch):
     errors = check_agent_routes_declare_scopes()
     assert [error.id for error in errors] == ["coderauth.E001"]
     assert "AgentManifestApi" in errors[0].msg
+
+
+@pytest.mark.django_db
+def test_system_check_refuses_an_unknown_default_permission_mode(settings):
+    from policies.checks import check_default_permission_mode_exists
+
+    assert check_default_permission_mode_exists(databases=["default"]) == []
+    settings.CODERAUTH_DEFAULT_PERMISSION_MODE = "no-user-dta"
+    errors = check_default_permission_mode_exists(databases=["default"])
+    assert [error.id for error in errors] == ["coderauth.E003"]
+    assert "no-user-dta" in errors[0].msg
+
+
+@pytest.mark.django_db
+def test_unknown_default_mode_is_a_server_error_not_the_clients_400(settings, member_client):
+    """Regression: a typo in CODERAUTH_DEFAULT_PERMISSION_MODE made every workspace creation a 400 that blamed
+    the request's permission_mode field."""
+    settings.CODERAUTH_DEFAULT_PERMISSION_MODE = "no-user-dta"
+    member_client.raise_request_exception = False
+    response = member_client.post("/api/v2/workspaces", {"name": "ws"}, format="json")
+    assert response.status_code == 500
+    assert response.json()["detail"] == "Internal server error."
+    assert "permission_mode" not in response.json()
