@@ -51,15 +51,25 @@ class AutoSchema(SpectacularAutoSchema):
     """
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):
-        """Declare 413 wherever a body is accepted: ApiErrorMiddleware refuses any body over the limit."""
+        """Declare 413 wherever a body is accepted (ApiErrorMiddleware refuses any body over the limit), and 403
+        on every session-cookie write (CSRF)."""
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
-        if operation and "requestBody" in operation and "413" not in operation["responses"]:
-            error = self.resolve_serializer(ErrorSerializer, "response")
-            operation["responses"]["413"] = {
-                "description": _ERROR_DESCRIPTIONS[413],
-                "content": {"application/json": {"schema": error.ref}},
-            }
+        if not operation:
+            return operation
+        if "requestBody" in operation and "413" not in operation["responses"]:
+            self._declare_error(operation, 413, _ERROR_DESCRIPTIONS[413])
+        # A write with the session cookie and no valid CSRF token is refused with 403 before the view runs.
+        cookie_auth = any("cookieAuth" in requirement for requirement in operation.get("security", []))
+        if cookie_auth and method.upper() not in ("GET", "HEAD", "OPTIONS") and "403" not in operation["responses"]:
+            self._declare_error(operation, 403, "CSRF check failed: a session-cookie write without a valid CSRF token.")
         return operation
+
+    def _declare_error(self, operation, code: int, description: str) -> None:
+        error = self.resolve_serializer(ErrorSerializer, "response")
+        operation["responses"][str(code)] = {
+            "description": description,
+            "content": {"application/json": {"schema": error.ref}},
+        }
 
     def get_serializer_name(self, serializer, direction) -> str:
         outer, _, inner = type(serializer).__qualname__.rpartition(".")
