@@ -38,6 +38,12 @@ RENEW_AFTER_FRACTION = 2 / 3
 RENEWAL_TOKEN_LIFETIME_SECONDS = 365 * 86400
 
 RETRY_STATUSES = frozenset({502, 503, 504})
+# Methods safe to repeat after the request may have been applied. PATCH qualifies because the only PATCH
+# (app-status) repeats an identical body, so a retry at worst records the same status twice. POST mints tokens:
+# a repeat would leave a duplicate token behind.
+REPEATABLE_METHODS = frozenset({"GET", "PATCH", "DELETE"})
+# Raised before the request left this process (no connection, or none free), so any method may be retried.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 MAX_ATTEMPTS = 4
 BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 2.0
@@ -76,7 +82,7 @@ class ApiError(Exception):
 
 
 class Unreachable(Exception):
-    """coderauth could not be reached (connection refused, timeout) even after the retries."""
+    """coderauth gave no answer: unreachable after the retries, or a POST whose answer was lost (not retried)."""
 
 
 @dataclass
@@ -94,7 +100,9 @@ class ChildToken:
 class CoderClient:
     """One httpx client with bounded retry and backoff on transient failures only.
 
-    Retried: connection errors and timeouts, and 502/503/504 (a proxy or a restarting server).
+    Retried for every method: failures before the request was sent (connection refused, connect timeout).
+    Retried for GET, PATCH, DELETE only: read timeouts, dropped connections and 502/503/504, after which the
+    request may have been applied; a POST then is not repeated, so a lost answer never mints a second token.
     Never retried: any 4xx, which is an answer, not an accident.
     """
 
@@ -123,15 +131,22 @@ class CoderClient:
     async def request(self, method: str, path: str, *, token: str, json: Any = None) -> Any:
         """The decoded JSON body (None for 204). Raises ApiError or Unreachable."""
         headers = {"Authorization": f"Bearer {token}"}
+        repeatable = method.upper() in REPEATABLE_METHODS
         for attempt in range(1, self._max_attempts + 1):
             try:
                 response = await self._http.request(method, path, headers=headers, json=json)
             except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__} {exc}".strip()
+                if not (repeatable or isinstance(exc, NOT_SENT_ERRORS)):
+                    raise Unreachable(
+                        f"no answer from {self.base_url} to {method} {path}: {failure}; "
+                        "not retried, as the server may have applied it"
+                    ) from None
                 if attempt == self._max_attempts:
-                    raise Unreachable(f"cannot reach {self.base_url}: {type(exc).__name__} {exc}".strip()) from None
+                    raise Unreachable(f"cannot reach {self.base_url}: {failure}") from None
                 logger.warning("%s %s failed (%s); retrying", method, path, type(exc).__name__)
             else:
-                if response.status_code not in RETRY_STATUSES or attempt == self._max_attempts:
+                if not repeatable or response.status_code not in RETRY_STATUSES or attempt == self._max_attempts:
                     return self._decode(response, method=method, path=path)
                 logger.warning("%s %s answered %s; retrying", method, path, response.status_code)
             delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
@@ -204,7 +219,6 @@ class AgentCredentials:
             body = await self.client.request("POST", path, token=renewal.token, json=payload)
         child = _child_from(body)
         child.renew_at = self._clock() + WORKING_TOKEN_LIFETIME_SECONDS * RENEW_AFTER_FRACTION
-        logger.info("working token %s minted with %s", child.id, ", ".join(child.scopes))
         return child
 
     async def renew(self, *, stale: ChildToken | None = None) -> ChildToken:
@@ -215,13 +229,15 @@ class AgentCredentials:
                 raise RuntimeError("the MCP server's child tokens were revoked; it is shutting down")
             if stale is not None and old is not stale:
                 return old  # renewed meanwhile by a concurrent call
-            self.working = await self._mint_working(renewal)
+            fresh = self.working = await self._mint_working(renewal)
+        # Renewals only: at start-up the server's single "ready" line already names the scopes.
+        logger.info("working token %s renewed with %s", fresh.id, ", ".join(fresh.scopes))
         if old is not None:
             try:
                 await self.client.request("DELETE", f"workspaceagents/me/tokens/{old.id}", token=renewal.token)
             except (ApiError, Unreachable) as exc:
                 logger.warning("could not revoke the previous working token %s: %s", old.id, exc)
-        return self.working
+        return fresh
 
     async def working_token(self) -> ChildToken:
         current = self.working

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,9 @@ AGENT_TOOLS = ("coder_report_task", "coder_get_agent")
 USER_TOOLS = ("coder_get_authenticated_user", "coder_list_workspaces", "coder_get_workspace")
 ALL_TOOLS = AGENT_TOOLS + USER_TOOLS
 DEFAULT_APP_STATUS_SLUG = "coder"
+# The server's rule for app_slug (agents/apis/agent.py, AgentAppStatusApi.InputSerializer), checked at start-up so a
+# bad slug stops the server at once instead of failing every report.
+APP_STATUS_SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 class ConfigError(Exception):
@@ -81,6 +85,21 @@ def _allowed_tools(raw: str | None) -> frozenset[str] | None:
     return names
 
 
+def _app_status_slug(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    if args.app_status_slug:
+        slug, source = args.app_status_slug.strip(), "--app-status-slug"
+    else:
+        slug, source = environ.get("CODER_MCP_APP_STATUS_SLUG", "").strip(), "CODER_MCP_APP_STATUS_SLUG"
+    if not slug:
+        return DEFAULT_APP_STATUS_SLUG
+    if not re.fullmatch(APP_STATUS_SLUG_PATTERN, slug):
+        raise ConfigError(
+            f"{source} {slug!r} is not a valid app slug: 1 to 63 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return slug
+
+
 def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     """Flags first, then the environment. Raises ConfigError naming what is missing or wrong."""
     args = _parser().parse_args(list(argv))
@@ -96,7 +115,7 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
         session_token, session_source = environ["CODER_SESSION_TOKEN"].strip(), "CODER_SESSION_TOKEN"
     else:
         session_token, session_source = None, None
-    slug = (args.app_status_slug or environ.get("CODER_MCP_APP_STATUS_SLUG", "")).strip() or DEFAULT_APP_STATUS_SLUG
+    slug = _app_status_slug(args, environ)
     allowed_raw = args.allowed_tools if args.allowed_tools is not None else environ.get("CODER_MCP_ALLOWED_TOOLS")
     return Config(
         url=url,

@@ -143,6 +143,23 @@ def test_only_a_narrow_child_token_is_used_after_start_up(live_server, owner, tm
     assert "cda_" not in log.replace("cda_…", ""), "a token reached the log"
 
 
+def test_start_up_prints_exactly_one_line_to_stderr(live_server, owner, tmp_path):
+    """The README promises one "ready" line once the server answers: no other line, and no token, not even a hint."""
+    agent, issued = agent_with_token(owner)
+    env = server_env(CODER_URL=live_server.url, CODER_AGENT_TOKEN=issued.plaintext)
+    errlog_path = tmp_path / "stderr.log"
+
+    async def scenario(session):
+        await session.list_tools()
+        return errlog_path.read_text()
+
+    at_start = run_session(env, scenario, errlog_path=errlog_path)
+    assert at_start.splitlines() == [
+        f"coderauth-mcp INFO: ready: agent {agent.name} of workspace {agent.workspace.name} (mode default), "
+        "child token scopes agent:connect, agent:report, tools coder_report_task, coder_get_agent"
+    ]
+
+
 def test_identical_consecutive_report_is_not_sent_twice(live_server, owner, tmp_path):
     agent, issued = agent_with_token(owner)
     env = server_env(CODER_URL=live_server.url, CODER_AGENT_TOKEN=issued.plaintext)

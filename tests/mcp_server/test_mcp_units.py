@@ -16,7 +16,7 @@ from mcp.server.fastmcp.exceptions import ToolError
 
 from coderauth.mcp import client as client_module
 from coderauth.mcp.client import AgentCredentials, ApiError, CoderClient, Unreachable
-from coderauth.mcp.config import Config, ConfigError, load_config, token_hint
+from coderauth.mcp.config import APP_STATUS_SLUG_PATTERN, Config, ConfigError, load_config, token_hint
 from coderauth.mcp.server import CoderTools
 from tests.mcp_server.harness import REPO_ROOT
 
@@ -90,6 +90,31 @@ class TestConfig:
         with pytest.raises(ConfigError, match=message):
             load_config([], environ)
 
+    @pytest.mark.parametrize("slug", ["Claude", "claude code", "claude.code", "-claude", "_claude", "c" * 64, "cläude"])
+    def test_app_status_slug_outside_the_servers_pattern_is_a_config_error(self, slug):
+        """The server refuses such a slug on every report, so start-up refuses it first, naming the variable."""
+        environ = {"CODER_URL": "http://x", "CODER_AGENT_TOKEN": "a", "CODER_MCP_APP_STATUS_SLUG": slug}
+        with pytest.raises(ConfigError, match=r"^CODER_MCP_APP_STATUS_SLUG .* is not a valid app slug") as caught:
+            load_config([], environ)
+        assert "\n" not in str(caught.value)
+
+    def test_app_status_slug_flag_is_named_when_it_is_the_bad_one(self):
+        with pytest.raises(ConfigError, match=r"^--app-status-slug 'Bad' is not a valid app slug"):
+            load_config(["--app-status-slug", "Bad"], {"CODER_URL": "http://x", "CODER_AGENT_TOKEN": "a"})
+
+    @pytest.mark.parametrize("slug", ["c", "0", "claude-code", "cursor_2", "c" * 63])
+    def test_app_status_slugs_the_server_accepts_are_accepted(self, slug):
+        environ = {"CODER_URL": "http://x", "CODER_AGENT_TOKEN": "a", "CODER_MCP_APP_STATUS_SLUG": f" {slug} "}
+        assert load_config([], environ).app_status_slug == slug
+
+    def test_app_status_slug_pattern_is_the_servers(self):
+        """The MCP server cannot import the app-status endpoint (no Django there), so this keeps the copies equal."""
+        from agents.apis.agent import AgentAppStatusApi  # here only: the rest of this module needs no Django
+
+        field = AgentAppStatusApi.InputSerializer().fields["app_slug"]
+        patterns = [validator.regex.pattern for validator in field.validators if hasattr(validator, "regex")]
+        assert patterns == [APP_STATUS_SLUG_PATTERN]
+
     def test_empty_token_file(self, tmp_path):
         (tmp_path / "t").write_text("\n")
         with pytest.raises(ConfigError, match="is empty"):
@@ -159,6 +184,53 @@ class TestRetry:
         with pytest.raises(Unreachable, match="cannot reach http://coderauth.test"):
             run(client.request("GET", "users/me", token="t"))
         assert len(seen) == client_module.MAX_ATTEMPTS
+
+    @pytest.mark.parametrize(
+        "failure",
+        [
+            httpx.ReadTimeout("read timed out"),
+            httpx.WriteTimeout("write timed out"),
+            httpx.ReadError("connection reset"),
+            httpx.RemoteProtocolError("server disconnected without sending a response"),
+            502,
+            503,
+            504,
+        ],
+        ids=["read-timeout", "write-timeout", "read-error", "disconnected", "502", "503", "504"],
+    )
+    def test_post_that_may_have_reached_the_server_is_sent_once(self, failure):
+        """A POST mints a token: repeating it after the request may have been applied could leave a duplicate."""
+        client, seen = scripted_client(failure, 201)
+        with pytest.raises((Unreachable, ApiError)) as caught:
+            run(client.request("POST", "workspaceagents/me/tokens", token="t", json={"name": "x"}))
+        assert len(seen) == 1 and no_sleep.calls == []
+        if isinstance(failure, Exception):
+            assert "not retried, as the server may have applied it" in str(caught.value)
+
+    @pytest.mark.parametrize(
+        "failure",
+        [httpx.ConnectError("connection refused"), httpx.ConnectTimeout("connect timed out"), httpx.PoolTimeout("")],
+        ids=["refused", "connect-timeout", "pool-timeout"],
+    )
+    def test_post_that_never_left_is_retried(self, failure):
+        client, seen = scripted_client(failure, failure, 201)
+        assert run(client.request("POST", "workspaceagents/me/tokens", token="t", json={})) == {"detail": "status 201"}
+        assert len(seen) == 3 and len(no_sleep.calls) == 2
+
+    def test_post_retries_before_sending_are_bounded(self):
+        client, seen = scripted_client(*[httpx.ConnectError("refused")] * 10)
+        with pytest.raises(Unreachable, match="cannot reach http://coderauth.test"):
+            run(client.request("POST", "workspaceagents/me/tokens", token="t", json={}))
+        assert len(seen) == client_module.MAX_ATTEMPTS
+        assert all(delay <= client_module.BACKOFF_MAX_SECONDS for delay in no_sleep.calls)
+
+    @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+    @pytest.mark.parametrize("failure", [httpx.ReadTimeout("read timed out"), 503], ids=["read-timeout", "503"])
+    def test_repeatable_methods_keep_the_bounded_retry_after_sending(self, method, failure):
+        client, seen = scripted_client(failure, 200)
+        run(client.request(method, "workspaceagents/me/app-status", token="t", json={"state": "idle"}))
+        assert len(seen) == 2 and {request.method for request in seen} == {method}
+        assert seen[0].content == seen[1].content
 
     def test_scope_denial_is_readable(self):
         error = ApiError(
@@ -289,6 +361,25 @@ class TestChildTokens:
         fake.allowed = {"agent:connect", "agent:report"}
         run(credentials.agent_request("PATCH", "workspaceagents/me/app-status", json={}))
         assert set(credentials.working.scopes) == {"agent:connect", "agent:report"}
+
+    def test_lost_mint_answer_leaves_no_duplicate_child_token(self):
+        """The server mints the child, then the answer is lost (read timeout): start-up fails rather than mint again."""
+        fake, clock = FakeCoderauth(), Clock()
+
+        def answer_lost(request: httpx.Request) -> httpx.Response:
+            response = fake.handler(request)
+            if request.method == "POST":
+                raise httpx.ReadTimeout("read timed out", request=request)
+            return response
+
+        credentials = AgentCredentials(
+            CoderClient(URL, transport=httpx.MockTransport(answer_lost), sleep=no_sleep), clock=clock
+        )
+        run(credentials.read_manifest(parent_token=PARENT))
+        with pytest.raises(Unreachable, match="POST workspaceagents/me/tokens"):
+            run(credentials.mint(parent_token=PARENT))
+        assert [entry[:2] for entry in fake.log].count(("POST", "workspaceagents/me/tokens")) == 1
+        assert len(fake.tokens) == 2  # the parent and the one child the lost answer described
 
     def test_close_revokes_the_renewal_token_and_its_subtree(self):
         fake, clock = FakeCoderauth(), Clock()

@@ -6,6 +6,7 @@ import pytest
 
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from agents.services.users import user_token_issue
+from coderauth.mcp.server import EXIT_CONFIG
 from tests.factories import AgentFactory, UserFactory, WorkspaceFactory
 from tests.mcp_server.harness import run_server_process, run_session, server_env, structured, text_of, tool_names
 
@@ -103,6 +104,22 @@ def test_missing_token_file_exits_non_zero_naming_it(tmp_path):
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1
     assert "CODER_AGENT_TOKEN_FILE" in result.stderr and "cannot be read" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env_slug", "args", "named"),
+    [("Claude Code", (), "CODER_MCP_APP_STATUS_SLUG"), ("", ("--app-status-slug", "claude.code"), "--app-status-slug")],
+    ids=["env", "flag"],
+)
+def test_bad_app_status_slug_exits_with_the_config_error_code_naming_it(env_slug, args, named):
+    """Checked before any request (the URL is a closed port): otherwise every coder_report_task would fail."""
+    env = server_env(CODER_URL="http://127.0.0.1:9", CODER_AGENT_TOKEN="cda_x", CODER_MCP_APP_STATUS_SLUG=env_slug)
+    result = run_server_process(env, *args)
+    assert result.returncode == EXIT_CONFIG
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"coderauth-mcp: {named} ") and "is not a valid app slug" in lines[0]
 
 
 def test_rejected_agent_token_exits_non_zero_naming_it(live_server, owner, agent_token):
