@@ -7,6 +7,7 @@ import uuid
 from django import forms
 from django.conf import settings
 
+from audit.apis import PermissionsReportApi
 from policies.models import MODE_NAME_VALIDATOR
 from policies.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
 
@@ -71,3 +72,28 @@ class RecommendationApplyForm(forms.Form):
     agent_id = forms.UUIDField()
     permission_mode = forms.CharField(max_length=63)
     reason = forms.CharField(label="Reason", max_length=500, required=True)
+
+
+# The API's own field, so this page and GET /api/v2/reports/permissions accept exactly the same windows.
+_API_UNUSED_DAYS = PermissionsReportApi.InputSerializer().fields["unused_days"]
+UNUSED_DAYS_DEFAULT: int = _API_UNUSED_DAYS.default
+UNUSED_DAYS_MIN: int = _API_UNUSED_DAYS.min_value
+UNUSED_DAYS_MAX: int = _API_UNUSED_DAYS.max_value
+UNUSED_DAYS_ERROR = f"Enter a whole number of days from {UNUSED_DAYS_MIN} to {UNUSED_DAYS_MAX}."
+
+
+class PermissionsReportForm(forms.Form):
+    """The report's window: agents that may read user data but have not for this many days are flagged."""
+
+    unused_days = forms.IntegerField(
+        label="Unused for (days)",
+        required=False,
+        min_value=UNUSED_DAYS_MIN,
+        max_value=UNUSED_DAYS_MAX,
+        error_messages={"invalid": UNUSED_DAYS_ERROR, "min_value": UNUSED_DAYS_ERROR, "max_value": UNUSED_DAYS_ERROR},
+    )
+
+    def clean_unused_days(self) -> int:
+        """Left empty, like the API's parameter left out: the default window."""
+        days = self.cleaned_data["unused_days"]
+        return UNUSED_DAYS_DEFAULT if days is None else days

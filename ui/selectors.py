@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from agents.models import AgentToken, AppStatus, Workspace, WorkspaceAgent
 from agents.selectors import workspace_list_for
@@ -107,14 +108,43 @@ def latest_app_status_per_agent(*, user, limit: int = 20) -> list[AppStatus]:
     )
 
 
-def workspace_agents_with_tokens(*, workspace: Workspace) -> list[WorkspaceAgent]:
-    """The workspace's agents with their tokens and latest app statuses, in three queries."""
+# Per agent on the workspace page. An MCP server mints a 15-minute token about every 10 minutes, so a busy
+# agent gathers ~144 tokens a day; the page shows the newest few and says how many more there are.
+TOKENS_SHOWN_PER_AGENT = 20
+STATUSES_SHOWN_PER_AGENT = 5
+
+
+def workspace_agents_with_tokens(
+    *,
+    workspace: Workspace,
+    include_inactive_tokens: bool = False,
+    token_limit: int = TOKENS_SHOWN_PER_AGENT,
+    status_limit: int = STATUSES_SHOWN_PER_AGENT,
+) -> list[WorkspaceAgent]:
+    """The workspace's agents in three queries, whatever the number of agents, tokens or statuses.
+
+    Each agent carries `shown_tokens` (its newest `token_limit` live tokens, or tokens of any state with
+    `include_inactive_tokens`), `token_count` and `live_token_count`, and `recent_statuses` (its newest
+    `status_limit` app statuses). Sliced prefetches are limited per agent in SQL with ROW_NUMBER().
+    """
+    now = timezone.now()
+    tokens = AgentToken.objects.order_by("-created_at", "-id")
+    if not include_inactive_tokens:
+        tokens = tokens.filter(revoked_at__isnull=True, expires_at__gt=now)
     return list(
         WorkspaceAgent.objects.filter(workspace=workspace)
         .select_related("workspace__permission_mode", "permission_mode")
+        .annotate(
+            token_count=Count("tokens"),
+            live_token_count=Count("tokens", filter=Q(tokens__revoked_at__isnull=True, tokens__expires_at__gt=now)),
+        )
         .prefetch_related(
-            Prefetch("tokens", queryset=AgentToken.objects.order_by("-created_at")),
-            Prefetch("app_statuses", queryset=AppStatus.objects.order_by("-created_at", "-id")),
+            Prefetch("tokens", queryset=tokens[:token_limit], to_attr="shown_tokens"),
+            Prefetch(
+                "app_statuses",
+                queryset=AppStatus.objects.order_by("-created_at", "-id")[:status_limit],
+                to_attr="recent_statuses",
+            ),
         )
         .order_by("name")
     )

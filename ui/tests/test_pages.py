@@ -10,6 +10,7 @@ from agents.models import AppStatus
 from audit.models import AuditEvent
 from policies.services import agent_access_denied_record
 from tests.factories import AgentFactory, WorkspaceFactory, mode
+from ui.tests.conftest import count_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -131,26 +132,16 @@ def test_workspace_list_paginates(admin_web, member):
     assert "Page 2 of 2" in second
 
 
-def _count_queries(client, url) -> int:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    with CaptureQueriesContext(connection) as context:
-        response = client.get(url)
-    assert response.status_code == 200
-    return len(context.captured_queries)
-
-
 def test_workspace_list_query_count_does_not_grow_with_rows(admin_web, member):
     """10 or 500 workspaces (each with an agent) cost the same number of SQL queries."""
     url = reverse("ui:workspace-list")
     for index in range(10):
         AgentFactory(workspace=WorkspaceFactory(owner=member, name=f"few-{index}"))
-    with_ten = _count_queries(admin_web, url)
+    with_ten = count_queries(admin_web, url)
     workspaces = WorkspaceFactory.create_batch(490, owner=member)
     for workspace in workspaces[:100]:
         AgentFactory(workspace=workspace)
-    with_five_hundred = _count_queries(admin_web, url)
+    with_five_hundred = count_queries(admin_web, url)
     assert with_ten == with_five_hundred
 
 
@@ -159,11 +150,11 @@ def test_dashboard_query_count_does_not_grow_with_rows(admin_web, member):
     for index in range(3):
         agent = AgentFactory(workspace=WorkspaceFactory(owner=member, name=f"d-{index}"))
         AppStatus.objects.create(agent=agent, app_slug="coder", state="working", message="busy")
-    few = _count_queries(admin_web, url)
+    few = count_queries(admin_web, url)
     for index in range(40):
         agent = AgentFactory(workspace=WorkspaceFactory(owner=member, name=f"e-{index}"))
         AppStatus.objects.create(agent=agent, app_slug="coder", state="idle", message="done")
-    assert _count_queries(admin_web, url) == few
+    assert count_queries(admin_web, url) == few
 
 
 def test_dashboard_shows_modes_user_data_agents_denials_and_statuses(admin_web, workspace, agent):

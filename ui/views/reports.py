@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -14,7 +16,13 @@ from audit import selectors as audit_selectors
 from coderauth.exceptions import ServiceError
 from policies.roles import is_admin
 from policies.selectors import permission_mode_list
-from ui.forms import RecommendationApplyForm
+from ui.forms import (
+    UNUSED_DAYS_DEFAULT,
+    UNUSED_DAYS_MAX,
+    UNUSED_DAYS_MIN,
+    PermissionsReportForm,
+    RecommendationApplyForm,
+)
 from ui.views.common import ReadersOnlyView, mode_or_none, require_admin, service_failure
 
 REPORT_PATH = "/api/v2/reports/permissions"
@@ -26,21 +34,38 @@ def recommended_mode(row: dict, mode_names: list[str]) -> str | None:
     return recommendation if recommendation in mode_names else None
 
 
+def _report_url(unused_days: int) -> str:
+    """The reports page for a window; the default window needs no query string."""
+    url = reverse("ui:reports")
+    return url if unused_days == UNUSED_DAYS_DEFAULT else f"{url}?{urlencode({'unused_days': unused_days})}"
+
+
+def _unused_days(form: PermissionsReportForm) -> int:
+    """The window the form asks for, or the default when its value is refused (the form shows why)."""
+    return form.cleaned_data["unused_days"] if form.is_valid() else UNUSED_DAYS_DEFAULT
+
+
 class ReportView(ReadersOnlyView, TemplateView):
     template_name = "ui/reports.html"
 
     def get_context_data(self, **kwargs):
-        rows = audit_selectors.permissions_report_rows()
+        form = PermissionsReportForm(self.request.GET)
+        unused_days = _unused_days(form)
+        rows = audit_selectors.permissions_report_rows(unused_days=unused_days)
         mode_names = [mode.name for mode in permission_mode_list()]
         for row in rows:
             row["recommended_mode"] = recommended_mode(row, mode_names)
         return {
             **super().get_context_data(**kwargs),
+            "form": form,
+            "unused_days": unused_days,
+            "unused_days_min": UNUSED_DAYS_MIN,
+            "unused_days_max": UNUSED_DAYS_MAX,
             "rows": rows,
             "recommendations": [row for row in rows if row.get("recommendation")],
             "can_apply": is_admin(self.request.user),
-            "download_csv": f"{REPORT_PATH}?format=csv",
-            "download_json": f"{REPORT_PATH}?format=json",
+            "download_csv": f"{REPORT_PATH}?{urlencode({'format': 'csv', 'unused_days': unused_days})}",
+            "download_json": f"{REPORT_PATH}?{urlencode({'format': 'json', 'unused_days': unused_days})}",
         }
 
 
@@ -49,7 +74,7 @@ class RecommendationApplyView(ReadersOnlyView, View):
 
     def post(self, request):
         require_admin(request.user)
-        back = reverse("ui:reports")
+        back = _report_url(_unused_days(PermissionsReportForm(request.POST)))
         form = RecommendationApplyForm(request.POST)
         if not form.is_valid():
             messages.error(request, "Give a reason to apply a recommendation.")

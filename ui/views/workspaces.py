@@ -22,6 +22,7 @@ from ui.forms import INHERIT, AgentModeForm, AgentTokenIssueForm, BulkModeForm, 
 from ui.views.common import SignedInView, confirm_loosening, loosening, mode_or_none, service_failure
 
 PAGE_SIZE = 25
+ALL_TOKENS = "all"
 
 
 def _can_write(user, workspace) -> bool:
@@ -95,24 +96,40 @@ class WorkspaceBulkModeView(SignedInView, View):
         return redirect(back)
 
 
+def _tokens_shown_all(params) -> bool:
+    """`?tokens=all` shows revoked and expired tokens too; by default only live ones are listed."""
+    return params.get("tokens") == ALL_TOKENS
+
+
+def _workspace_url(workspace_id, *, all_tokens: bool) -> str:
+    url = reverse("ui:workspace-detail", args=[workspace_id])
+    return f"{url}?tokens={ALL_TOKENS}" if all_tokens else url
+
+
 class WorkspaceDetailView(SignedInView, TemplateView):
     template_name = "ui/workspace_detail.html"
 
     def get_context_data(self, **kwargs):
         user = self.request.user
         workspace = workspace_get_for(user=user, workspace_id=kwargs["workspace_id"])
+        all_tokens = _tokens_shown_all(self.request.GET)
         modes = list(permission_mode_list())
-        agents = selectors.workspace_agents_with_tokens(workspace=workspace)
+        agents = selectors.workspace_agents_with_tokens(workspace=workspace, include_inactive_tokens=all_tokens)
         agent_rows = []
         for agent in agents:
             may_inherit, choices = selectors.agent_mode_choices(user=user, agent=agent, modes=modes)
+            listed = agent.token_count if all_tokens else agent.live_token_count
             agent_rows.append(
                 {
                     "agent": agent,
                     "may_inherit": may_inherit,
                     "choices": choices,
                     "effective_scopes": agent.effective_permission_mode.ordered_scopes(),
-                    "statuses": list(agent.app_statuses.all())[:5],
+                    "tokens": agent.shown_tokens,
+                    "tokens_listed": listed,
+                    "tokens_not_shown": listed - len(agent.shown_tokens),
+                    "tokens_hidden": 0 if all_tokens else agent.token_count - agent.live_token_count,
+                    "statuses": agent.recent_statuses,
                 }
             )
         return {
@@ -121,6 +138,8 @@ class WorkspaceDetailView(SignedInView, TemplateView):
             "mode_choices": selectors.workspace_mode_choices(user=user, workspace=workspace, modes=modes),
             "modes": modes,
             "agent_rows": agent_rows,
+            "all_tokens": all_tokens,
+            "token_limit": selectors.TOKENS_SHOWN_PER_AGENT,
             "can_write": _can_write(user, workspace),
             "events": selectors.workspace_events_recent(workspace=workspace),
             "agent_names": {agent.id: agent.name for agent in agents},
@@ -236,7 +255,8 @@ class AgentTokenRevokeView(SignedInView, View):
     def post(self, request, agent_id, token_id):
         agent = agent_get_for(user=request.user, agent_id=agent_id)
         token = agent_token_get(agent=agent, token_id=token_id)
-        back = reverse("ui:workspace-detail", args=[agent.workspace_id])
+        # Back to the list the button was on: a revoke from `?tokens=all` stays on it.
+        back = _workspace_url(agent.workspace_id, all_tokens=_tokens_shown_all(request.POST))
         try:
             revoked = agent_token_revoke(actor=request.user, token=token)
         except ServiceError as error:
