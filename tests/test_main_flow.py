@@ -70,6 +70,7 @@ def test_readme_walk_through():
         "detail": "The agent's permission mode 'no-user-data' does not allow 'agent:gitsshkey'.",
         "required_scope": "agent:gitsshkey",
         "permission_mode": "no-user-data",
+        "denied_by": "permission_mode",
     }
 
     # 7. An agent token is not a user token.
