@@ -17,7 +17,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from rest_framework import serializers
 
-from agents.models import AgentToken, WorkspaceAgent
+from agents.models import AgentToken, WorkspaceAgent, live_token_q
 from audit.models import AuditEvent
 from coderauth.exceptions import ServiceNotFound, ServiceValidationError
 from policies.scopes import USER_DATA_SCOPES, ordered
@@ -231,7 +231,7 @@ def permissions_report_rows(*, unused_days: int = 30) -> list[dict[str, Any]]:
     token_stats = {
         row["agent_id"]: row
         for row in AgentToken.objects.values("agent_id").annotate(
-            live=Count("id", filter=Q(revoked_at__isnull=True, expires_at__gt=now)),
+            live=Count("id", filter=live_token_q(now)),
             last_used=Max("last_used_at"),
         )
     }

@@ -10,6 +10,7 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
+from rest_framework.throttling import BaseThrottle
 
 from coderauth import request_context
 
@@ -27,18 +28,12 @@ def is_api_path(path: str) -> bool:
 
 
 def client_ip(request) -> str | None:
-    """The client's address for audit rows, by DRF's rule for NUM_PROXIES (the one its throttles key on):
-    with N trusted proxies, the Nth address from the right of X-Forwarded-For, else REMOTE_ADDR.
-    Anything that is not an IP address falls back to REMOTE_ADDR rather than reaching the inet column."""
+    """The client's address for audit rows: DRF's own rule for NUM_PROXIES (`get_ident`, what its throttles
+    key on), so the two never disagree. Anything that is not an IP address falls back to REMOTE_ADDR rather
+    than reaching the inet column."""
     remote_addr = request.META.get("REMOTE_ADDR") or None
-    num_proxies = settings.REST_FRAMEWORK.get("NUM_PROXIES")
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
-    if not num_proxies or not forwarded:
-        return remote_addr
-    addresses = [address.strip() for address in forwarded.split(",")]
-    candidate = addresses[-min(num_proxies, len(addresses))]
     try:
-        return str(ipaddress.ip_address(candidate))
+        return str(ipaddress.ip_address(BaseThrottle().get_ident(request)))
     except ValueError:
         return remote_addr
 

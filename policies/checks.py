@@ -43,12 +43,11 @@ def check_agent_routes_declare_scopes(app_configs=None, **kwargs) -> list[checks
 def check_default_permission_mode_exists(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
     if not databases:
         return []
-    from policies.models import PermissionMode
-    from policies.scopes import canonical_mode_name
+    from policies.selectors import permission_mode_find
 
     name = settings.CODERAUTH_DEFAULT_PERMISSION_MODE
     try:
-        exists = PermissionMode.objects.filter(name=canonical_mode_name(name)).exists()
+        exists = permission_mode_find(name=name) is not None
     except DatabaseError:  # not migrated yet: the built-ins arrive with the migrations
         return []
     if exists:

@@ -15,9 +15,14 @@ def permission_mode_list() -> QuerySet[PermissionMode]:
     return PermissionMode.objects.all()
 
 
+def permission_mode_find(*, name: str) -> PermissionMode | None:
+    """The mode by canonical name or Coder alias, or None."""
+    return PermissionMode.objects.filter(name=canonical_mode_name(name)).first()
+
+
 def permission_mode_get(*, name: str, field: str = "permission_mode") -> PermissionMode:
     """The mode by canonical name or Coder alias; unknown names are bad input (400)."""
-    mode = PermissionMode.objects.filter(name=canonical_mode_name(name)).first()
+    mode = permission_mode_find(name=name)
     if mode is None:
         raise ServiceValidationError(f"Unknown permission mode '{name}'.", field=field)
     return mode
@@ -28,7 +33,7 @@ def site_default_mode() -> PermissionMode:
     ImproperlyConfigured (a logged JSON 500) rather than a 400 blaming the request's permission_mode.
     `manage.py migrate` and `manage.py check --database default` report it first (coderauth.E003)."""
     name = settings.CODERAUTH_DEFAULT_PERMISSION_MODE
-    mode = PermissionMode.objects.filter(name=canonical_mode_name(name)).first()
+    mode = permission_mode_find(name=name)
     if mode is None:
         raise ImproperlyConfigured(f"CODERAUTH_DEFAULT_PERMISSION_MODE names no permission mode: {name!r}.")
     return mode

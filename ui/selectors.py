@@ -10,7 +10,7 @@ from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from agents.models import AgentToken, AppStatus, Workspace, WorkspaceAgent
+from agents.models import AgentToken, AppStatus, Workspace, WorkspaceAgent, live_token_q
 from agents.selectors import workspace_list_for
 from audit.models import AuditEvent
 from policies.models import PermissionMode
@@ -130,13 +130,13 @@ def workspace_agents_with_tokens(
     now = timezone.now()
     tokens = AgentToken.objects.order_by("-created_at", "-id")
     if not include_inactive_tokens:
-        tokens = tokens.filter(revoked_at__isnull=True, expires_at__gt=now)
+        tokens = tokens.filter(live_token_q(now))
     return list(
         WorkspaceAgent.objects.filter(workspace=workspace)
         .select_related("workspace__permission_mode", "permission_mode")
         .annotate(
             token_count=Count("tokens"),
-            live_token_count=Count("tokens", filter=Q(tokens__revoked_at__isnull=True, tokens__expires_at__gt=now)),
+            live_token_count=Count("tokens", filter=live_token_q(now, prefix="tokens__")),
         )
         .prefetch_related(
             Prefetch("tokens", queryset=tokens[:token_limit], to_attr="shown_tokens"),

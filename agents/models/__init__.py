@@ -1,5 +1,5 @@
 from agents.models.status import AgentLog, AppStatus
-from agents.models.tokens import AgentToken, UserToken
+from agents.models.tokens import AgentToken, UserToken, live_token_q
 from agents.models.user_data import ExternalAuthLink, ExternalAuthProvider, GitSSHKey
 from agents.models.workspaces import Workspace, WorkspaceAgent
 
@@ -13,4 +13,5 @@ __all__ = [
     "UserToken",
     "Workspace",
     "WorkspaceAgent",
+    "live_token_q",
 ]

@@ -10,6 +10,11 @@ from django.utils import timezone
 from policies.scopes import ALL_SCOPES
 
 
+def live_token_q(now, prefix: str = "") -> models.Q:
+    """Not revoked and not expired at `now`, as a filter; `prefix` reaches tokens across a relation ("tokens__")."""
+    return models.Q(**{f"{prefix}revoked_at__isnull": True, f"{prefix}expires_at__gt": now})
+
+
 class TokenState(models.Model):
     """Fields and checks shared by both token kinds. Only a keyed digest is stored."""
 

@@ -10,7 +10,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import ExternalAuthLink, GitSSHKey, UserToken
+from agents.models import ExternalAuthLink, GitSSHKey, UserToken, live_token_q
 from audit.services import audit_record
 from coderauth import tokens
 from coderauth.exceptions import ServiceValidationError
@@ -212,9 +212,7 @@ def user_admin_delete(*, actor, user) -> None:
         before = user_account_snapshot(user_id=user.pk)
         removed = {
             "user_tokens": UserToken.objects.filter(user=user).count(),
-            "live_user_tokens": UserToken.objects.filter(
-                user=user, revoked_at__isnull=True, expires_at__gt=timezone.now()
-            ).count(),
+            "live_user_tokens": UserToken.objects.filter(live_token_q(timezone.now()), user=user).count(),
             "git_ssh_keys": GitSSHKey.objects.filter(user=user).count(),
             "external_auth_links": ExternalAuthLink.objects.filter(user=user).count(),
         }
