@@ -35,7 +35,7 @@ browser:
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
 
 # The whole suite against a throwaway database (pytest-django creates and drops it).
-test: install browser
+test: install browser lint
 	@scripts/with-database.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo-reset: install
@@ -61,7 +61,7 @@ bench-auth: install
 bench: bench-export bench-auth
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

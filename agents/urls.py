@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agents.apis import agent, users, workspaces
+from agents.apis import agent, reports, users, workspaces
 
 user_urlpatterns = [
     path("users/login", users.UserLoginApi.as_view(), name="user-login"),
@@ -45,4 +45,8 @@ agent_urlpatterns = [
     path("workspaceagents/me/gitauth", agent.AgentGitAuthApi.as_view(), name="agent-gitauth"),
 ]
 
-urlpatterns = user_urlpatterns + management_urlpatterns + agent_urlpatterns
+report_urlpatterns = [
+    path("reports/permissions", reports.PermissionsReportApi.as_view(), name="report-permissions"),
+]
+
+urlpatterns = user_urlpatterns + management_urlpatterns + agent_urlpatterns + report_urlpatterns

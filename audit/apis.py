@@ -1,4 +1,4 @@
-"""Auditors' routes: the audit log (paged and exported) and the permissions report. Read-only."""
+"""Auditors' routes: the audit log, paged and exported. Read-only."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from audit import exports, selectors
 from audit.permissions import IsAdminOrAuditor
-from coderauth.openapi import errors
+from core.http.openapi import errors
 
 FILTER_PARAMETERS = [
     OpenApiParameter(
@@ -27,7 +27,7 @@ FILTER_PARAMETERS = [
 
 
 class AuditEventOutputSerializer(serializers.Serializer):
-    """One audit row; the same fields as the CSV columns and JSONL keys (DESIGN.md §7)."""
+    """One audit row; the same fields as the CSV columns and JSONL keys (audit/chain.py FIELDS)."""
 
     id = serializers.IntegerField()
     time = serializers.DateTimeField()
@@ -158,45 +158,3 @@ class AuditExportManifestApi(AuditorApi):
         params.is_valid(raise_exception=True)
         filters = exports.export_filters_pinned(selectors.audit_filters_from_query(request.query_params))
         return Response(exports.audit_export_manifest(filters=filters, export_format=params.validated_data["format"]))
-
-
-class PermissionsReportApi(AuditorApi):
-    class InputSerializer(serializers.Serializer):
-        format = serializers.ChoiceField(choices=exports.REPORT_FORMATS, default="json")
-        unused_days = serializers.IntegerField(min_value=1, max_value=3650, default=30)
-
-    class OutputSerializer(serializers.Serializer):
-        agent_id = serializers.UUIDField()
-        agent_name = serializers.CharField()
-        workspace_id = serializers.UUIDField()
-        workspace_name = serializers.CharField()
-        owner = serializers.CharField()
-        workspace_permission_mode = serializers.CharField()
-        agent_permission_mode = serializers.CharField(allow_null=True)
-        effective_permission_mode = serializers.CharField()
-        allowed_scopes = serializers.ListField(child=serializers.CharField())
-        live_tokens = serializers.IntegerField()
-        last_used_at = serializers.DateTimeField(allow_null=True)
-        last_user_data_access_at = serializers.DateTimeField(allow_null=True)
-        last_gitsshkey_access_at = serializers.DateTimeField(allow_null=True)
-        last_external_auth_access_at = serializers.DateTimeField(allow_null=True)
-        recommendation = serializers.CharField(help_text='"no-user-data" when the agent can be tightened safely.')
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("format", str, enum=list(exports.REPORT_FORMATS), default="json"),
-            OpenApiParameter("unused_days", int, default=30, description="N: no user-data read in N days."),
-        ],
-        responses={
-            200: OutputSerializer(many=True),
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The same rows as CSV."),
-            **errors(400, 401, 403),
-        },
-    )
-    def get(self, request):
-        params = self.InputSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        rows = selectors.permissions_report_rows(unused_days=params.validated_data["unused_days"])
-        if params.validated_data["format"] == "csv":
-            return exports.report_response(rows=rows, report_format="csv")
-        return Response(self.OutputSerializer(rows, many=True).data)

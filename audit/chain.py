@@ -4,7 +4,7 @@ hash = sha256(canonical JSON of {id, time, action, actor_type, actor, workspace_
 details, ip, user_agent, request_id, prev_hash}), where canonical JSON is Python's
 ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=True)`` and each value is in
 the form :func:`canonical_fields` gives it. The first row of a fresh log chains to GENESIS_HASH.
-Pure functions only: the writer (services), the verifier and the archiver all use these.
+Pure functions only (no database): the writer (services), the verifier and the archiver all use these.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ GENESIS_HASH = "0" * 64
 # pg_advisory_xact_lock key that serialises every append to the chain ("cdaudit" in ASCII).
 CHAIN_LOCK_KEY = 0x6364617564697400
 
-ARCHIVED_ACTION = "audit.archived"
-
-# Field order of DESIGN.md §7: API fields, CSV columns, JSONL keys and archive lines alike.
+# One field order for API fields, CSV columns, JSONL keys and archive lines alike.
 FIELDS = (
     "id",
     "time",
@@ -137,34 +135,6 @@ class ChainWalk:
         for row in rows:
             self.check(row)
             yield row
-
-
-# The chain as stored. Reads only; the one writer is audit.services.audit_record.
-
-
-def stored_start_hash() -> str:
-    """Where the stored chain must start: the head of the latest archive, else GENESIS_HASH.
-
-    archive_audit records `audit.archived` (which stays in the table) with the hash of the last
-    row it removed, and the first remaining row chains to exactly that hash.
-    """
-    from audit.models import AuditEvent
-
-    archived = AuditEvent.objects.filter(action=ARCHIVED_ACTION).order_by("-id").values_list("details", flat=True)
-    latest = archived.first()
-    if latest and isinstance(latest.get("archived_head"), str):
-        return latest["archived_head"]
-    return GENESIS_HASH
-
-
-def stored_rows(*, before_id: int | None = None, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
-    """Rows in id order through a server-side cursor, one chunk in memory at a time."""
-    from audit.models import AuditEvent
-
-    rows = AuditEvent.objects.order_by("id")
-    if before_id is not None:
-        rows = rows.filter(id__lt=before_id)
-    return rows.values(*FIELDS).iterator(chunk_size=chunk_size)
 
 
 def archive_line(row: dict[str, Any]) -> str:

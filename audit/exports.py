@@ -18,29 +18,14 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from audit import chain
-from audit.selectors import REPORT_COLUMNS, AuditFilters, audit_filters_where
+from audit.selectors import AuditFilters, audit_filters_where
+from audit.services import chain_lock
 
 EXPORT_FORMATS = ("csv", "jsonl")
-REPORT_FORMATS = ("csv", "json")
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "id",
-    "time",
-    "action",
-    "actor_type",
-    "actor",
-    "workspace_id",
-    "agent_id",
-    "details",
-    "ip",
-    "user_agent",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 # Rows fetched per round trip from the server-side cursor: large enough to amortise the
 # FETCH, small enough to keep the process's memory flat (a few MB per chunk).
@@ -118,7 +103,7 @@ def audit_export_cells_sql(*, filters: AuditFilters) -> tuple[str, list[Any]]:
 
 
 def escape_formula(value: str) -> str:
-    """Python twin of the SQL guard, for files built in Python (the report)."""
+    """Python twin of the SQL guard, for files built in Python (csv_attachment)."""
     return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
@@ -153,7 +138,7 @@ def _body_chunks(*, filters: AuditFilters, export_format: str, digest: _Digest) 
     sql, params = audit_export_sql(filters=filters, export_format=export_format)
     newline = "\r\n" if export_format == "csv" else "\n"
     if export_format == "csv":
-        yield digest.add((",".join(EXPORT_COLUMNS) + newline).encode(), 0)
+        yield digest.add((",".join(chain.FIELDS) + newline).encode(), 0)
     # A named cursor declared inside a transaction streams (WITHOUT HOLD); in autocommit
     # Django would declare it WITH HOLD, which makes PostgreSQL materialise the whole result.
     with transaction.atomic(), connection.chunked_cursor() as cursor:
@@ -180,8 +165,8 @@ def export_filters_pinned(filters: AuditFilters) -> AuditFilters:
     """
     if filters.until is not None:
         return filters
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [chain.CHAIN_LOCK_KEY])
+    with transaction.atomic():
+        chain_lock()
         until = timezone.now()
     return dataclasses.replace(filters, until=until)
 
@@ -244,7 +229,8 @@ def audit_export_response(*, filters: AuditFilters, export_format: str) -> Strea
     return response
 
 
-def _report_cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """One cell of a CSV file built in Python: times in ISO 8601 UTC, lists space-separated, formulas escaped."""
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -256,29 +242,14 @@ def _report_cell(value: Any) -> str:
     return escape_formula(str(value))
 
 
-def report_json_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with ids and times as JSON strings."""
-    return [
-        {
-            key: (_iso(value) if isinstance(value, datetime) else str(value) if isinstance(value, UUID) else value)
-            for key, value in row.items()
-        }
-        for row in rows
-    ]
-
-
-def report_response(*, rows: list[dict[str, Any]], report_format: str) -> HttpResponse:
-    """The permissions report as a CSV download or a JSON array (the report is one row per agent: small)."""
-    if report_format == "json":
-        return JsonResponse(report_json_rows(rows), safe=False)
-    if report_format != "csv":
-        raise ValueError(f"Unknown report format {report_format!r}.")
+def csv_attachment(*, columns: tuple[str, ...], rows: Iterable[dict[str, Any]], name: str) -> HttpResponse:
+    """A small CSV download built in Python (the permissions report), named `coderauth-<name>_<time>.csv`."""
     encoder = _CsvEncoder()
-    body = encoder.encode([REPORT_COLUMNS]) + encoder.encode(
-        [[_report_cell(row.get(column)) for column in REPORT_COLUMNS] for row in rows]
+    body = encoder.encode([columns]) + encoder.encode(
+        [[csv_cell(row.get(column)) for column in columns] for row in rows]
     )
     response = HttpResponse(body, content_type=CONTENT_TYPES["csv"])
     stamp = _stamp(timezone.now().replace(microsecond=0), default="now")
-    response["Content-Disposition"] = f'attachment; filename="coderauth-permissions_{stamp}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="coderauth-{name}_{stamp}.csv"'
     response["Cache-Control"] = "no-store"
     return response

@@ -4,6 +4,8 @@ from typing import Any
 
 from django.db import models
 
+from audit.chain import FIELDS
+
 
 class AuditEvent(models.Model):
     """One append-only audit record. Never holds a token or secret, at most a display hint.
@@ -40,6 +42,4 @@ class AuditEvent(models.Model):
 
     def chain_fields(self) -> dict[str, Any]:
         """The row as the chain hashes it (audit/chain.py)."""
-        from audit.chain import FIELDS
-
         return {name: getattr(self, name) for name in FIELDS}

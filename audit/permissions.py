@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import permissions
 
-from policies.roles import can_read_everything
+from core.roles import can_read_everything
 
 
 class IsAdminOrAuditor(permissions.BasePermission):

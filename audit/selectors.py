@@ -1,4 +1,4 @@
-"""Reads of the audit log and the least-privilege report (DESIGN.md §5). Nothing here writes."""
+"""Reads of the audit log: filters, keyset pages, one event, the stored chain. Nothing here writes."""
 
 from __future__ import annotations
 
@@ -7,24 +7,22 @@ import binascii
 import contextlib
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db.models import BooleanField, Count, Max, Q, QuerySet
+from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
-from django.utils import timezone
 from rest_framework import serializers
 
-from agents.models import AgentToken, WorkspaceAgent, live_token_q
+from audit import actions, chain
 from audit.models import AuditEvent
-from coderauth.exceptions import ServiceNotFound, ServiceValidationError
-from policies.scopes import USER_DATA_SCOPES, ordered
+from core.exceptions import InvalidInput, ObjectNotFound
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
-NO_USER_DATA_RECOMMENDATION = "no-user-data"
 _ACTION_NAME = re.compile(r"^[a-z][a-z_]*\.[a-z][a-z_]*$")
 _CURSOR_PREFIX = "v1:"
 
@@ -104,7 +102,7 @@ def audit_filters_from_query(query) -> AuditFilters:
     parsed = _AuditFilterSerializer(data=data)
     if not parsed.is_valid():
         field_errors = {key: list(value) for key, value in parsed.errors.items()}
-        raise ServiceValidationError("Invalid filter.", extra=field_errors)
+        raise InvalidInput("Invalid filter.", extra=field_errors)
     values = parsed.validated_data
     actor = values.get("actor")
     if actor:
@@ -167,7 +165,7 @@ def _decode_cursor(cursor: str) -> int:
         if last_id < 1:
             raise ValueError
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ServiceValidationError("Invalid cursor; use the `next` link of the previous page.", field="cursor")
+        raise InvalidInput("Invalid cursor; use the `next` link of the previous page.", field="cursor")
     return last_id
 
 
@@ -180,7 +178,7 @@ def audit_event_page(
     however deep it is, and rows appended meanwhile cannot shift a page into duplicates or gaps.
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ServiceValidationError(f"Must be between 1 and {MAX_PAGE_SIZE}.", field="page_size")
+        raise InvalidInput(f"Must be between 1 and {MAX_PAGE_SIZE}.", field="page_size")
     queryset = audit_event_queryset(filters=filters).order_by("-id")
     if cursor:
         queryset = queryset.filter(id__lt=_decode_cursor(cursor))
@@ -194,82 +192,28 @@ def audit_event_page(
 def audit_event_get(*, event_id: int) -> AuditEvent:
     event = AuditEvent.objects.filter(pk=event_id).first()
     if event is None:
-        raise ServiceNotFound("No such audit event.")
+        raise ObjectNotFound("No such audit event.")
     return event
 
 
-REPORT_COLUMNS: tuple[str, ...] = (
-    "agent_id",
-    "agent_name",
-    "workspace_id",
-    "workspace_name",
-    "owner",
-    "workspace_permission_mode",
-    "agent_permission_mode",
-    "effective_permission_mode",
-    "allowed_scopes",
-    "live_tokens",
-    "last_used_at",
-    "last_user_data_access_at",
-    "last_gitsshkey_access_at",
-    "last_external_auth_access_at",
-    "recommendation",
-)
+def audit_chain_start_hash() -> str:
+    """Where the stored chain must start: the head of the latest archive, else chain.GENESIS_HASH.
 
-
-def permissions_report_rows(*, unused_days: int = 30) -> list[dict[str, Any]]:
-    """One row per agent: who *could* reach user data, who *did*, and who can be tightened safely.
-
-    Three queries whatever the number of agents: agents with their workspace, owner and modes;
-    token aggregates; user-data access aggregates from the audit log.
+    archive_audit records `audit.archived` (which stays in the table) with the hash of the last
+    row it removed, and the first remaining row chains to exactly that hash.
     """
-    now = timezone.now()
-    stale_before = now - timedelta(days=unused_days)
-    agents = WorkspaceAgent.objects.select_related(
-        "workspace__owner", "workspace__permission_mode", "permission_mode"
-    ).order_by("workspace__owner__username", "workspace__name", "name")
-    token_stats = {
-        row["agent_id"]: row
-        for row in AgentToken.objects.values("agent_id").annotate(
-            live=Count("id", filter=live_token_q(now)),
-            last_used=Max("last_used_at"),
-        )
-    }
-    access_stats = {
-        row["agent_id"]: row
-        for row in AuditEvent.objects.filter(action="agent.user_data_accessed", agent_id__isnull=False)
-        .values("agent_id")
-        .annotate(
-            last=Max("time"),
-            gitsshkey=Max("time", filter=Q(details__route="gitsshkey")),
-            external_auth=Max("time", filter=Q(details__route__in=["external-auth", "gitauth"])),
-        )
-    }
-    rows = []
-    for agent in agents:
-        effective = agent.effective_permission_mode
-        tokens = token_stats.get(agent.id, {})
-        access = access_stats.get(agent.id, {})
-        last_access = access.get("last")
-        allows_user_data = bool(USER_DATA_SCOPES & effective.scope_set())
-        unused = last_access is None or last_access < stale_before
-        rows.append(
-            {
-                "agent_id": agent.id,
-                "agent_name": agent.name,
-                "workspace_id": agent.workspace_id,
-                "workspace_name": agent.workspace.name,
-                "owner": agent.workspace.owner.username,
-                "workspace_permission_mode": agent.workspace.permission_mode_id,
-                "agent_permission_mode": agent.permission_mode_id,
-                "effective_permission_mode": effective.name,
-                "allowed_scopes": ordered(effective.scopes),
-                "live_tokens": tokens.get("live", 0),
-                "last_used_at": tokens.get("last_used"),
-                "last_user_data_access_at": last_access,
-                "last_gitsshkey_access_at": access.get("gitsshkey"),
-                "last_external_auth_access_at": access.get("external_auth"),
-                "recommendation": NO_USER_DATA_RECOMMENDATION if allows_user_data and unused else "",
-            }
-        )
-    return rows
+    archived = (
+        AuditEvent.objects.filter(action=actions.AUDIT_ARCHIVED).order_by("-id").values_list("details", flat=True)
+    )
+    latest = archived.first()
+    if latest and isinstance(latest.get("archived_head"), str):
+        return latest["archived_head"]
+    return chain.GENESIS_HASH
+
+
+def audit_chain_rows(*, before_id: int | None = None, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
+    """Rows as the chain hashes them, in id order through a server-side cursor, one chunk in memory at a time."""
+    rows = AuditEvent.objects.order_by("id")
+    if before_id is not None:
+        rows = rows.filter(id__lt=before_id)
+    return rows.values(*chain.FIELDS).iterator(chunk_size=chunk_size)

@@ -9,15 +9,12 @@ from uuid import UUID
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import chain
+from audit import actions, chain
 from audit.models import AuditEvent
-from coderauth import request_context
+from core import request_context
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-# The lock is its own statement: in READ COMMITTED each statement takes a fresh snapshot, so the
-# next SELECT sees the row the previous lock holder committed just before releasing the lock.
-_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
 _LAST_HASH_SQL = (
     "SELECT (SELECT hash FROM audit_auditevent ORDER BY id DESC LIMIT 1), "
     "nextval(pg_get_serial_sequence('audit_auditevent', 'id'))"
@@ -45,6 +42,18 @@ def _clean(value: Any) -> Any:
     return neutralise(str(value))
 
 
+def chain_lock() -> None:
+    """Take the chain's transaction-level lock: appends, archiving and pinned exports queue behind each other.
+
+    The lock is its own statement: in READ COMMITTED each statement takes a fresh snapshot, so the next
+    statement sees the row the previous lock holder committed just before releasing the lock.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("The audit chain lock is held until commit: take it inside a transaction.")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [chain.CHAIN_LOCK_KEY])
+
+
 def audit_record(
     *,
     action: str,
@@ -61,9 +70,11 @@ def audit_record(
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records.")
+    if action not in actions.ALL:
+        raise ValueError(f"Unknown audit action {action!r}: add it to audit/actions.py.")
     context = request_context.current()
+    chain_lock()
     with connection.cursor() as cursor:
-        cursor.execute(_LOCK_SQL, [chain.CHAIN_LOCK_KEY])
         cursor.execute(_LAST_HASH_SQL)
         last_hash, next_id = cursor.fetchone()
     # Taken after the lock so that time never goes backwards along the chain within one clock.

@@ -1,4 +1,4 @@
-"""Audit and report routes (admins and auditors)."""
+"""Audit log routes (admins and auditors)."""
 
 from django.urls import path
 
@@ -9,5 +9,4 @@ urlpatterns = [
     path("audit/export", apis.AuditExportApi.as_view(), name="audit-export"),
     path("audit/export/manifest", apis.AuditExportManifestApi.as_view(), name="audit-export-manifest"),
     path("audit/<int:event_id>", apis.AuditEventDetailApi.as_view(), name="audit-detail"),
-    path("reports/permissions", apis.PermissionsReportApi.as_view(), name="report-permissions"),
 ]

@@ -99,7 +99,7 @@ def drop_database(admin_url: str, name: str) -> None:
 
 def bad_checksum_agent_token() -> str:
     """Well-shaped `cda_` token whose checksum cannot match: refused before any database query."""
-    from coderauth import tokens
+    from core import tokens
 
     random_part = "".join(secrets.choice(tokens.ALPHABET) for _ in range(tokens.RANDOM_LENGTH))
     good = tokens.checksum(random_part)

@@ -1,10 +1,9 @@
-"""Settings, read from the environment with django-environ (see .env.example)."""
+"""Settings, read from the environment with django-environ (see .env.example). Tests use coderauth/settings_test.py."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import sys
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +12,6 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-TESTING = "pytest" in sys.modules or (len(sys.argv) > 1 and sys.argv[1] == "test")
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
@@ -22,7 +20,7 @@ DEBUG = env.bool("DEBUG", default=False)
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
-    if not (DEBUG or TESTING):
+    if not DEBUG:
         raise ImproperlyConfigured("Set the SECRET_KEY environment variable (required when DEBUG is off).")
     SECRET_KEY = "insecure-development-key-never-use-in-production"
 
@@ -34,7 +32,7 @@ def _derived_key(purpose: str) -> str:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
-CSRF_FAILURE_VIEW = "coderauth.exceptions.csrf_failure"
+CSRF_FAILURE_VIEW = "core.http.errors.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -57,8 +55,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files straight from the app process (after collectstatic), compressed and cacheable.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "coderauth.middleware.RequestContextMiddleware",
-    "coderauth.middleware.ApiErrorMiddleware",
+    "core.http.middleware.RequestContextMiddleware",
+    "core.http.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -86,9 +84,14 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL always (DESIGN.md §8). The Makefile points DATABASE_URL at the embedded
-# server when the environment does not set one.
-DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/coderauth")}
+# PostgreSQL always. `make run`, `make test` and `make manage` point DATABASE_URL at the embedded server when the
+# environment does not set one; without it, guessing a server would quietly use the wrong database.
+if not env.str("DATABASE_URL", default=""):
+    raise ImproperlyConfigured(
+        "Set DATABASE_URL (postgres://...), or run through `make run`, `make test` or `make manage ARGS=...`, "
+        "which start the embedded PostgreSQL."
+    )
+DATABASES = {"default": env.db("DATABASE_URL")}
 _socket_host = DATABASES["default"].get("OPTIONS", {}).pop("host", None)
 if _socket_host and not DATABASES["default"].get("HOST"):
     DATABASES["default"]["HOST"] = _socket_host
@@ -99,7 +102,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME", default="test_coderauth")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Throttle counters must be visible to every app process (DESIGN.md §8), so they live
+# Throttle counters must be visible to every app process, so they live
 # in the database rather than in process memory.
 CACHES = {
     "default": {
@@ -114,9 +117,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-if TESTING:
-    # Factories create many users; the production hasher would dominate the suite's time.
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -156,14 +156,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=102
 REST_FRAMEWORK = {
     # Deny by default: every view needs an authenticated principal unless it opts out.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "coderauth.authentication.UserTokenAuthentication",
-        "coderauth.authentication.UserSessionAuthentication",
+        "agents.authentication.UserTokenAuthentication",
+        "agents.authentication.UserSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["coderauth.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "coderauth.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "coderauth.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["core.http.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "core.http.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.http.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": {
         "login": env.str("CODERAUTH_LOGIN_THROTTLE_RATE", default="10/min"),

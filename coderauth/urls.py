@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from coderauth.exceptions import api_not_found
-from coderauth.schema_views import SchemaRedocView, SchemaSwaggerView, SchemaView
+from core.http.errors import api_not_found
+from core.http.schema_views import SchemaRedocView, SchemaSwaggerView, SchemaView
 from ui.views.auth import AdminLoginView
 
 api_v2 = [
@@ -21,9 +21,9 @@ urlpatterns = [
     # Before admin.site.urls: Django's own admin sign-in is neither throttled nor audited.
     path("admin/login/", AdminLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
-    path("", include(("coderauth.ui_urls", "ui"))),
+    path("", include(("ui.urls", "ui"))),
 ]
 
-handler400 = "coderauth.exceptions.handler400"
-handler404 = "coderauth.exceptions.handler404"
-handler500 = "coderauth.exceptions.handler500"
+handler400 = "core.http.errors.handler400"
+handler404 = "core.http.errors.handler404"
+handler500 = "core.http.errors.handler500"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from coderauth.openapi import errors
+from core.http.openapi import errors
 from policies import selectors, services
-from policies.models import MODE_NAME_VALIDATOR, PermissionMode
-from policies.scopes import ALL_SCOPES, canonical_mode_name
+from policies.models import MODE_NAME_VALIDATOR
+from policies.scopes import ALL_SCOPES
 
 
 class PermissionModeOutputSerializer(serializers.Serializer):
@@ -44,22 +43,15 @@ class PermissionModeDetailApi(APIView):
         description = serializers.CharField(max_length=300, required=False, allow_blank=True)
         scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), max_length=10, required=False)
 
-    @staticmethod
-    def _get(name: str) -> PermissionMode:
-        mode = PermissionMode.objects.filter(name=canonical_mode_name(name)).first()
-        if mode is None:
-            raise Http404
-        return mode
-
     @extend_schema(responses={200: PermissionModeOutputSerializer, **errors(401, 404)})
     def get(self, request, name):
-        return Response(PermissionModeOutputSerializer(self._get(name)).data)
+        return Response(PermissionModeOutputSerializer(selectors.permission_mode_get(name=name)).data)
 
     @extend_schema(
         request=InputSerializer, responses={200: PermissionModeOutputSerializer, **errors(400, 401, 403, 404)}
     )
     def patch(self, request, name):
-        mode = self._get(name)
+        mode = selectors.permission_mode_get(name=name)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         mode = services.permission_mode_update(actor=request.user, mode=mode, **data.validated_data)
@@ -67,5 +59,5 @@ class PermissionModeDetailApi(APIView):
 
     @extend_schema(responses={204: None, **errors(400, 401, 403, 404)})
     def delete(self, request, name):
-        services.permission_mode_delete(actor=request.user, mode=self._get(name))
+        services.permission_mode_delete(actor=request.user, mode=selectors.permission_mode_get(name=name))
         return Response(status=status.HTTP_204_NO_CONTENT)

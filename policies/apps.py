@@ -6,4 +6,4 @@ class PoliciesConfig(AppConfig):
     verbose_name = "Permission policies"
 
     def ready(self) -> None:
-        from policies import checks  # noqa: F401  (registers the route-scope system check)
+        from policies import checks  # noqa: F401  (registers the default-mode system check)

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from policies.models import PermissionMode
-from policies.scopes import canonical_mode_name
+from policies.selectors import permission_mode_find
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -20,7 +20,7 @@ class PermissionModeField(serializers.Field):
     def to_internal_value(self, data) -> PermissionMode:
         if not isinstance(data, str):
             self.fail("invalid")
-        mode = PermissionMode.objects.filter(name=canonical_mode_name(data)).first()
+        mode = permission_mode_find(name=data)
         if mode is None:
             self.fail("unknown", name=data[:63])
         return mode

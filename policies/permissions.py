@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import exceptions, permissions
 
-from coderauth.authentication import AgentPrincipal
+from policies.principals import AgentPrincipal
 from policies.scopes import ALL_SCOPES, ANY_VALID_AGENT_TOKEN
+from policies.services import agent_access_denied_record
 
 
 class AgentScopeDenied(exceptions.PermissionDenied):
-    """403 whose body names the missing scope and the mode in force (DESIGN.md §4), and which side refused:
+    """403 whose body names the missing scope and the mode in force, and which side refused:
     `denied_by` is "permission_mode" when the mode lacks the scope (whatever the token holds), else "token"."""
 
     def __init__(self, *, required_scope: str, permission_mode: str, denied_by: str):
@@ -48,8 +49,6 @@ class HasAgentScope(permissions.BasePermission):
             raise exceptions.NotAuthenticated()
         if scope == ANY_VALID_AGENT_TOKEN or scope in principal.allowed_scopes:
             return True
-        from policies.services import agent_access_denied_record
-
         denied_by = "permission_mode" if scope not in principal.mode_scopes else "token"
         agent_access_denied_record(
             principal=principal, route=request.path, method=request.method, scope=scope, denied_by=denied_by

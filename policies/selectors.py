@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 
-from coderauth.exceptions import ServiceValidationError
+from core.exceptions import ObjectNotFound
 from policies.models import PermissionMode
 from policies.scopes import canonical_mode_name
 
@@ -20,11 +20,11 @@ def permission_mode_find(*, name: str) -> PermissionMode | None:
     return PermissionMode.objects.filter(name=canonical_mode_name(name)).first()
 
 
-def permission_mode_get(*, name: str, field: str = "permission_mode") -> PermissionMode:
-    """The mode by canonical name or Coder alias; unknown names are bad input (400)."""
+def permission_mode_get(*, name: str) -> PermissionMode:
+    """The mode by canonical name or Coder alias; raises ObjectNotFound."""
     mode = permission_mode_find(name=name)
     if mode is None:
-        raise ServiceValidationError(f"Unknown permission mode '{name}'.", field=field)
+        raise ObjectNotFound(f"No permission mode named '{name}'.")
     return mode
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from audit import actions
 from audit.services import audit_record
-from coderauth.exceptions import ServicePermissionDenied, ServiceValidationError
+from core.exceptions import InvalidInput, NotPermitted
+from policies import rules
 from policies.models import PermissionMode
-from policies.roles import is_admin
 from policies.scopes import ALL_SCOPES, BUILTIN_MODES, MODE_ALIASES, ordered
 
 
@@ -16,7 +17,7 @@ def agent_access_denied_record(*, principal, route: str, method: str, scope: str
     auditor can tell a mode refusal from a narrow token's."""
     with transaction.atomic():
         audit_record(
-            action="agent.access_denied",
+            action=actions.AGENT_ACCESS_DENIED,
             actor_type="agent",
             actor=str(principal.agent_id),
             workspace_id=principal.workspace_id,
@@ -33,29 +34,27 @@ def agent_access_denied_record(*, principal, route: str, method: str, scope: str
         )
 
 
-def _require_admin(actor) -> None:
-    if not is_admin(actor):
-        raise ServicePermissionDenied("Only admins may change permission modes.")
+ADMINS_ONLY = "Only admins may change permission modes."
 
 
 def _validated_scopes(scopes) -> list[str]:
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
     if unknown:
-        raise ServiceValidationError(f"Unknown scopes: {', '.join(unknown)}.", field="scopes")
+        raise InvalidInput(f"Unknown scopes: {', '.join(unknown)}.", field="scopes")
     return ordered(scopes)
 
 
 def permission_mode_create(*, actor, name: str, description: str, scopes: list[str]) -> PermissionMode:
-    _require_admin(actor)
+    rules.require_admin(actor, ADMINS_ONLY)
     if name in BUILTIN_MODES or name in MODE_ALIASES:
-        raise ServiceValidationError(f"'{name}' is reserved for a built-in mode.", field="name")
+        raise InvalidInput(f"'{name}' is reserved for a built-in mode.", field="name")
     scopes = _validated_scopes(scopes)
     with transaction.atomic():
         if PermissionMode.objects.select_for_update().filter(name=name).exists():
-            raise ServiceValidationError(f"A permission mode named '{name}' already exists.", field="name")
+            raise InvalidInput(f"A permission mode named '{name}' already exists.", field="name")
         mode = PermissionMode.objects.create(name=name, description=description, scopes=scopes)
         audit_record(
-            action="permission_mode.created",
+            action=actions.PERMISSION_MODE_CREATED,
             actor_type="user",
             actor=actor.username,
             details={"mode": name, "scopes": scopes, "description": description},
@@ -66,9 +65,9 @@ def permission_mode_create(*, actor, name: str, description: str, scopes: list[s
 def permission_mode_update(
     *, actor, mode: PermissionMode, description: str | None = None, scopes: list[str] | None = None
 ) -> PermissionMode:
-    _require_admin(actor)
+    rules.require_admin(actor, ADMINS_ONLY)
     if mode.builtin:
-        raise ServicePermissionDenied(f"Built-in mode '{mode.name}' cannot be changed.")
+        raise NotPermitted(f"Built-in mode '{mode.name}' cannot be changed.")
     with transaction.atomic():
         mode = PermissionMode.objects.select_for_update().get(pk=mode.pk)
         before = {"description": mode.description, "scopes": list(mode.scopes)}
@@ -78,7 +77,7 @@ def permission_mode_update(
             mode.scopes = _validated_scopes(scopes)
         mode.save(update_fields=["description", "scopes", "updated_at"])
         audit_record(
-            action="permission_mode.updated",
+            action=actions.PERMISSION_MODE_UPDATED,
             actor_type="user",
             actor=actor.username,
             details={"mode": mode.name, "from": before, "to": {"description": mode.description, "scopes": mode.scopes}},
@@ -87,15 +86,15 @@ def permission_mode_update(
 
 
 def permission_mode_delete(*, actor, mode: PermissionMode) -> None:
-    _require_admin(actor)
+    rules.require_admin(actor, ADMINS_ONLY)
     if mode.builtin:
-        raise ServicePermissionDenied(f"Built-in mode '{mode.name}' cannot be deleted.")
+        raise NotPermitted(f"Built-in mode '{mode.name}' cannot be deleted.")
     with transaction.atomic():
         mode = PermissionMode.objects.select_for_update().get(pk=mode.pk)
         if mode.workspaces.exists() or mode.agents.exists():
-            raise ServiceValidationError(f"Mode '{mode.name}' is in use by a workspace or agent.")
+            raise InvalidInput(f"Mode '{mode.name}' is in use by a workspace or agent.")
         audit_record(
-            action="permission_mode.deleted",
+            action=actions.PERMISSION_MODE_DELETED,
             actor_type="user",
             actor=actor.username,
             details={"mode": mode.name, "scopes": list(mode.scopes)},

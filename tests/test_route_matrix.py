@@ -1,7 +1,7 @@
 """The permission matrix: every agent route × permission mode × token state → the status of DESIGN.md §4.
 
 The expected status comes from an oracle written here from DESIGN.md §2 and §5 (the route → scope table
-and the modes table), deliberately not from policies.registry or policies.scopes, so a wrong declaration
+and the modes table), deliberately not from agents.registry or policies.scopes, so a wrong declaration
 in the code cannot also make the test agree with it.
 """
 
@@ -15,12 +15,12 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from agents.authentication import AgentTokenAuthentication
 from agents.models import AgentToken, ExternalAuthProvider, Workspace
 from agents.services.tokens import agent_child_token_issue, agent_token_issue, agent_token_revoke
 from agents.services.user_data import external_auth_link_set, git_ssh_key_get_or_create, git_ssh_private_key
 from agents.services.users import user_token_issue
 from audit.models import AuditEvent
-from coderauth.authentication import AgentTokenAuthentication
 from conftest import assert_status
 from tests.factories import AgentFactory, CustomModeFactory, UserFactory, WorkspaceFactory, mode
 
@@ -284,7 +284,7 @@ def test_token_in_query_string_is_not_accepted(route: Route, parameter: str):
 
 def test_matrix_covers_every_agent_route():
     """A new agent route must be added to the oracle above, or this fails."""
-    from policies.registry import route_entries
+    from agents.registry import route_entries
 
     agent_url_names = {f"agents:{entry.view_name}" for entry in route_entries() if entry.agent_reachable}
     assert agent_url_names == {route.url_name for route in ROUTES}

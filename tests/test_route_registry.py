@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
-from coderauth.authentication import AgentTokenAuthentication, UserSessionAuthentication, UserTokenAuthentication
+from agents.authentication import AgentTokenAuthentication, UserSessionAuthentication, UserTokenAuthentication
 from policies.permissions import HasAgentScope
 
 KNOWN_SCOPES = {"agent:connect", "agent:report", "agent:gitsshkey", "agent:external-auth", "agent:any-valid-token"}
@@ -67,14 +67,14 @@ def test_user_views_never_accept_agent_tokens():
 
 
 def test_registry_agrees_with_the_url_walk():
-    from policies.registry import agent_route_scopes
+    from agents.registry import route_entries
 
     walked = {
         route: getattr(view_class, "required_scope", None)
         for route, view_class in _api_views()
         if AgentTokenAuthentication in _authenticators(view_class)
     }
-    assert agent_route_scopes() == walked
+    assert {entry.route: entry.required_scope for entry in route_entries() if entry.agent_reachable} == walked
 
 
 class _ForgotToDeclareApi(APIView):
@@ -100,7 +100,7 @@ def test_view_with_has_agent_scope_but_no_valid_scope_raises_improperly_configur
 
 
 def test_system_check_passes_on_the_real_url_configuration():
-    from policies.checks import check_agent_routes_declare_scopes
+    from agents.checks import check_agent_routes_declare_scopes
 
     assert check_agent_routes_declare_scopes() == []
 
@@ -108,7 +108,7 @@ def test_system_check_passes_on_the_real_url_configuration():
 def test_system_check_refuses_an_agent_route_without_a_scope(monkeypatch):
     """Deny by default at start-up: `manage.py check`/`runserver`/`migrate` stop on an undeclared agent route."""
     from agents.apis.agent import AgentManifestApi
-    from policies.checks import check_agent_routes_declare_scopes
+    from agents.checks import check_agent_routes_declare_scopes
 
     monkeypatch.setattr(AgentManifestApi, "required_scope", None)
     errors = check_agent_routes_declare_scopes()

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 
 from agents.models import ExternalAuthLink, GitSSHKey
 from agents.services.user_data import git_ssh_private_key
-from coderauth import crypto, tokens
 from conftest import assert_status, client_for_agent_token, client_for_user
+from core import crypto, tokens
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db

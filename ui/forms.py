@@ -7,7 +7,7 @@ import uuid
 from django import forms
 from django.conf import settings
 
-from audit.apis import PermissionsReportApi
+from agents.apis.reports import PermissionsReportApi
 from policies.models import MODE_NAME_VALIDATOR
 from policies.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS
 

@@ -1,6 +1,6 @@
-"""Reads the pages need beyond agents.selectors: dashboard counts, list filters, choice lists.
+"""Reads the pages need beyond agents.selectors.workspaces: dashboard counts, list filters, choice lists.
 
-Every read starts from agents.selectors.workspace_list_for, so a member never sees another
+Every read starts from agents.selectors.workspaces.workspace_list_for, so a member never sees another
 member's workspace, agent, token or audit event here either.
 """
 
@@ -11,10 +11,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.models import AgentToken, AppStatus, Workspace, WorkspaceAgent, live_token_q
-from agents.selectors import workspace_list_for
+from agents.selectors.workspaces import workspace_list_for
+from audit import actions
 from audit.models import AuditEvent
+from core.roles import can_read_everything
+from policies import rules
 from policies.models import PermissionMode
-from policies.roles import can_read_everything, is_admin
 from policies.scopes import USER_DATA_SCOPES
 
 
@@ -77,7 +79,7 @@ def _visible_events(*, user) -> QuerySet[AuditEvent]:
 
 
 def denied_requests_recent(*, user, limit: int = 10) -> list[AuditEvent]:
-    return list(_visible_events(user=user).filter(action="agent.access_denied").order_by("-id")[:limit])
+    return list(_visible_events(user=user).filter(action=actions.AGENT_ACCESS_DENIED).order_by("-id")[:limit])
 
 
 def workspace_names(*, user, ids) -> dict:
@@ -150,22 +152,14 @@ def workspace_agents_with_tokens(
     )
 
 
-def modes_within(*, scopes: frozenset[str], modes: list[PermissionMode]) -> list[PermissionMode]:
-    """Modes whose scopes are a subset of `scopes`: the tightening choices an owner may make."""
-    return [mode for mode in modes if mode.scope_set() <= scopes]
-
-
 def workspace_mode_choices(*, user, workspace: Workspace, modes: list[PermissionMode]) -> list[PermissionMode]:
-    if is_admin(user):
-        return modes
-    return modes_within(scopes=workspace.permission_mode.scope_set(), modes=modes)
+    return rules.mode_choices(user, current=workspace.permission_mode, modes=modes)
 
 
 def agent_mode_choices(
     *, user, agent: WorkspaceAgent, modes: list[PermissionMode]
 ) -> tuple[bool, list[PermissionMode]]:
     """(may choose "inherit", the modes the user may set as the agent's override)."""
-    if is_admin(user):
-        return True, modes
-    current = agent.effective_permission_mode.scope_set()
-    return agent.workspace.permission_mode.scope_set() <= current, modes_within(scopes=current, modes=modes)
+    current = agent.effective_permission_mode
+    may_inherit = rules.may_set_mode(user, current=current, new=agent.workspace.permission_mode)
+    return may_inherit, rules.mode_choices(user, current=current, modes=modes)

@@ -8,12 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.apis.workspaces import LIFETIME_SECONDS_LIMIT, IssuedAgentTokenSerializer, issued_agent_token_body
+from agents.authentication import AgentTokenAuthentication
 from agents.services import status as status_services
 from agents.services import tokens as token_services
 from agents.services import user_data
-from coderauth.authentication import AgentTokenAuthentication
-from coderauth.exceptions import ServiceValidationError
-from coderauth.openapi import errors
+from core.exceptions import InvalidInput
+from core.http.openapi import errors
 from policies.permissions import HasAgentScope
 from policies.scopes import (
     AGENT_CONNECT,
@@ -176,7 +176,7 @@ class AgentExternalAuthApi(AgentApi):
         provider_id = request.query_params.get("id")
         match = request.query_params.get("match")
         if bool(provider_id) == bool(match):
-            raise ServiceValidationError("Give exactly one of the query parameters 'id' or 'match'.")
+            raise InvalidInput("Give exactly one of the query parameters 'id' or 'match'.")
         secret = user_data.agent_external_auth_read(
             principal=request.auth, route="external-auth", provider_id=provider_id, url=match, url_field="match"
         )
@@ -197,7 +197,7 @@ class AgentGitAuthApi(AgentApi):
     def get(self, request):
         url = request.query_params.get("url")
         if not url:
-            raise ServiceValidationError("The query parameter 'url' is required.", field="url")
+            raise InvalidInput("The query parameter 'url' is required.", field="url")
         secret = user_data.agent_external_auth_read(principal=request.auth, route="gitauth", url=url)
         return Response(
             ExternalAuthSecretSerializer(

@@ -10,12 +10,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from agents import selectors
 from agents.apis.workspaces import LIFETIME_SECONDS_LIMIT
 from agents.models import ExternalAuthProvider
+from agents.selectors import workspaces as selectors
 from agents.services import user_data, users
-from coderauth.openapi import errors
-from policies.roles import user_role
+from core.http.openapi import errors
+from core.roles import user_role
 
 
 class LoginRateThrottle(AnonRateThrottle):

@@ -7,11 +7,11 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import selectors
+from agents.selectors import workspaces as selectors
 from agents.services import tokens as token_services
 from agents.services import workspaces as workspace_services
-from coderauth.exceptions import ServiceValidationError
-from coderauth.openapi import errors
+from core.exceptions import InvalidInput
+from core.http.openapi import errors
 from policies.fields import PermissionModeField
 from policies.scopes import ALL_SCOPES, ordered
 
@@ -92,7 +92,7 @@ class WorkspaceDetailApi(APIView):
         data = ModeChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         if data.validated_data["permission_mode"] is None:
-            raise ServiceValidationError("A workspace always has a permission mode.", field="permission_mode")
+            raise InvalidInput("A workspace always has a permission mode.", field="permission_mode")
         workspace_services.workspace_mode_set(actor=request.user, workspace=workspace, **data.validated_data)
         workspace = selectors.workspace_get_for(user=request.user, workspace_id=workspace_id)
         return Response(WorkspaceOutputSerializer(workspace).data)

@@ -8,7 +8,7 @@ PROVIDER_ID_VALIDATOR = RegexValidator(r"^[a-z0-9][a-z0-9_-]{0,62}$", "Use lower
 
 
 class GitSSHKey(models.Model):
-    """A user's git SSH key pair; the private key is stored encrypted (see coderauth.crypto)."""
+    """A user's git SSH key pair; the private key is stored encrypted (see core.crypto)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="git_ssh_key")
     public_key = models.TextField()

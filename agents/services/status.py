@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 
 from agents.models import AgentLog, AppStatus
-from coderauth.authentication import AgentPrincipal
+from policies.principals import AgentPrincipal
 
 
 def app_status_report(

@@ -10,11 +10,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import AgentToken, WorkspaceAgent
-from agents.services.workspaces import _require_admin_or_owner
+from audit import actions
 from audit.services import audit_record
-from coderauth import tokens
-from coderauth.authentication import AgentPrincipal
-from coderauth.exceptions import ServiceNotFound, ServiceValidationError
+from core import tokens
+from core.exceptions import InvalidInput, ObjectNotFound
+from policies import rules
+from policies.principals import AgentPrincipal
 from policies.scopes import ordered
 
 
@@ -60,14 +61,14 @@ def agent_token_issue(
     lifetime_seconds: int | None = None,
 ) -> IssuedAgentToken:
     """A root token for an agent; scopes default to, and must stay within, the agent's effective mode."""
-    _require_admin_or_owner(actor, agent.workspace)
+    rules.require_workspace_writer(actor, owner_id=agent.workspace.owner_id)
     allowed = agent.effective_permission_mode.scope_set()
     requested = set(allowed if scopes is None else scopes)
     if not requested:
-        raise ServiceValidationError("A token needs at least one scope.", field="scopes")
+        raise InvalidInput("A token needs at least one scope.", field="scopes")
     outside = requested - allowed
     if outside:
-        raise ServiceValidationError(
+        raise InvalidInput(
             f"Scopes outside the agent's mode '{agent.effective_permission_mode.name}': {', '.join(ordered(outside))}.",
             field="scopes",
         )
@@ -75,7 +76,7 @@ def agent_token_issue(
         settings.CODERAUTH_AGENT_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
     )
     if lifetime > settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME:
-        raise ServiceValidationError(
+        raise InvalidInput(
             f"lifetime_seconds may be at most {int(settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME.total_seconds())}.",
             field="lifetime_seconds",
         )
@@ -84,7 +85,7 @@ def agent_token_issue(
             agent_id=agent.id, name=name, scopes=requested, expires_at=timezone.now() + lifetime, created_by=actor
         )
         audit_record(
-            action="agent_token.issued",
+            action=actions.AGENT_TOKEN_ISSUED,
             actor_type="user",
             actor=actor.username,
             workspace_id=agent.workspace_id,
@@ -101,17 +102,17 @@ def agent_child_token_issue(
     allowed = principal.allowed_scopes
     requested = set(allowed if scopes is None else scopes)
     if not requested:
-        raise ServiceValidationError("This token is allowed no scopes now, so it cannot mint a child.", field="scopes")
+        raise InvalidInput("This token is allowed no scopes now, so it cannot mint a child.", field="scopes")
     outside = requested - allowed
     if outside:
-        raise ServiceValidationError(
+        raise InvalidInput(
             f"A child token may only hold scopes its parent is allowed now; not: {', '.join(ordered(outside))}.",
             field="scopes",
         )
     lifetime = (
         settings.CODERAUTH_CHILD_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
     )
-    # Never outlive the parent: a longer request is clamped, not refused (DESIGN.md §5).
+    # Never outlive the parent: a longer request is clamped, not refused.
     expires_at = min(timezone.now() + lifetime, principal.token_expires_at)
     with transaction.atomic():
         _lock_token_tree(principal.agent_id)
@@ -120,7 +121,7 @@ def agent_child_token_issue(
             cursor.execute("SELECT revoked_at FROM agents_agenttoken WHERE id = %s", [principal.token_id])
             row = cursor.fetchone()
         if row is None or row[0] is not None:
-            raise ServiceValidationError("The parent token was revoked.")
+            raise InvalidInput("The parent token was revoked.")
         issued = _create(
             agent_id=principal.agent_id,
             name=name or "child",
@@ -129,7 +130,7 @@ def agent_child_token_issue(
             parent_id=principal.token_id,
         )
         audit_record(
-            action="agent_token.issued",
+            action=actions.AGENT_TOKEN_ISSUED,
             actor_type="agent",
             actor=str(principal.agent_id),
             workspace_id=principal.workspace_id,
@@ -165,7 +166,7 @@ RETURNING id
 def agent_token_revoke(*, actor, token: AgentToken) -> list[str]:
     """Revoke a token and its whole subtree of children (as Vault's token tree). Idempotent."""
     agent = WorkspaceAgent.objects.select_related("workspace").get(pk=token.agent_id)
-    _require_admin_or_owner(actor, agent.workspace)
+    rules.require_workspace_writer(actor, owner_id=agent.workspace.owner_id)
     with transaction.atomic():
         _lock_token_tree(agent.id)
         with connection.cursor() as cursor:
@@ -173,7 +174,7 @@ def agent_token_revoke(*, actor, token: AgentToken) -> list[str]:
             revoked_ids = [str(row[0]) for row in cursor.fetchall()]
         if revoked_ids:
             audit_record(
-                action="agent_token.revoked",
+                action=actions.AGENT_TOKEN_REVOKED,
                 actor_type="user",
                 actor=actor.username,
                 workspace_id=agent.workspace_id,
@@ -205,13 +206,13 @@ def agent_token_revoke_by_agent(*, principal: AgentPrincipal, token_id) -> list[
         with connection.cursor() as cursor:
             cursor.execute(_ANCESTORS_SQL, [token_id, principal.agent_id, principal.token_id])
             if cursor.fetchone() is None:
-                raise ServiceNotFound("No such token.")
+                raise ObjectNotFound("No such token.")
             token = AgentToken.objects.get(pk=token_id)
             cursor.execute(_SUBTREE_SQL, [token.id, timezone.now()])
             revoked_ids = [str(row[0]) for row in cursor.fetchall()]
         if revoked_ids:
             audit_record(
-                action="agent_token.revoked",
+                action=actions.AGENT_TOKEN_REVOKED,
                 actor_type="agent",
                 actor=str(principal.agent_id),
                 workspace_id=principal.workspace_id,

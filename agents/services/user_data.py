@@ -9,14 +9,16 @@ from dataclasses import dataclass
 import re2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from agents.models import ExternalAuthLink, ExternalAuthProvider, GitSSHKey
+from audit import actions
 from audit.services import audit_record
-from coderauth import crypto
-from coderauth.authentication import AgentPrincipal
-from coderauth.exceptions import ServiceNotFound, ServicePermissionDenied, ServiceValidationError
-from policies.roles import is_admin
+from core import crypto
+from core.exceptions import InvalidInput, ObjectNotFound
+from policies import rules
+from policies.principals import AgentPrincipal
 
 
 def _ssh_context(user_id: int) -> str:
@@ -44,7 +46,7 @@ def git_ssh_key_get_or_create(*, user, principal: AgentPrincipal | None = None) 
         return key
     try:
         with transaction.atomic():
-            return _git_ssh_key_write(user=user, action="user.gitsshkey_created", principal=principal)
+            return _git_ssh_key_write(user=user, action=actions.USER_GITSSHKEY_CREATED, principal=principal)
     except IntegrityError:  # a concurrent request created it first
         return GitSSHKey.objects.get(user=user)
 
@@ -52,7 +54,7 @@ def git_ssh_key_get_or_create(*, user, principal: AgentPrincipal | None = None) 
 def git_ssh_key_regenerate(*, user) -> GitSSHKey:
     with transaction.atomic():
         GitSSHKey.objects.filter(user=user).delete()
-        return _git_ssh_key_write(user=user, action="user.gitsshkey_regenerated")
+        return _git_ssh_key_write(user=user, action=actions.USER_GITSSHKEY_REGENERATED)
 
 
 def _git_ssh_key_write(*, user, action: str, principal: AgentPrincipal | None = None) -> GitSSHKey:
@@ -150,23 +152,22 @@ def _strict_json(value) -> bytes:
 
 
 def external_auth_provider_create(*, actor, provider_id: str, type: str, regex: str) -> ExternalAuthProvider:
-    if not is_admin(actor):
-        raise ServicePermissionDenied("Only admins may add external-auth providers.")
+    rules.require_admin(actor, "Only admins may add external-auth providers.")
     if _provider_pattern(regex) is None:
-        raise ServiceValidationError(
+        raise InvalidInput(
             "Invalid regular expression: it must be RE2 syntax (no backreferences or lookaround).", field="regex"
         )
     try:
         with transaction.atomic():
             provider = ExternalAuthProvider.objects.create(id=provider_id, type=type, regex=regex)
             audit_record(
-                action="external_auth_provider.created",
+                action=actions.EXTERNAL_AUTH_PROVIDER_CREATED,
                 actor_type="user",
                 actor=actor.username,
                 details={"provider": provider_id, "type": type, "regex": regex},
             )
     except IntegrityError:
-        raise ServiceValidationError(f"Provider '{provider_id}' already exists.", field="id")
+        raise InvalidInput(f"Provider '{provider_id}' already exists.", field="id")
     return provider
 
 
@@ -176,7 +177,7 @@ def external_auth_link_set(
     """Store what an OAuth flow would store for this user and provider, encrypted."""
     problem = token_extra_problem(token_extra or {})
     if problem is not None:
-        raise ServiceValidationError(problem, field="token_extra")
+        raise InvalidInput(problem, field="token_extra")
     with transaction.atomic():
         link, created = ExternalAuthLink.objects.select_for_update().get_or_create(
             user=user,
@@ -189,7 +190,7 @@ def external_auth_link_set(
         )
         link.save(update_fields=["access_token_encrypted", "token_extra_encrypted", "updated_at"])
         audit_record(
-            action="user.external_auth_linked",
+            action=actions.USER_EXTERNAL_AUTH_LINKED,
             actor_type="user",
             actor=user.username,
             details={"provider": provider.id, "created": created},
@@ -207,7 +208,7 @@ class ExternalAuthSecret:
 
 def _record_user_data_access(principal: AgentPrincipal, *, route: str, details: dict) -> None:
     audit_record(
-        action="agent.user_data_accessed",
+        action=actions.AGENT_USER_DATA_ACCESSED,
         actor_type="agent",
         actor=str(principal.agent_id),
         workspace_id=principal.workspace_id,
@@ -218,8 +219,6 @@ def _record_user_data_access(principal: AgentPrincipal, *, route: str, details: 
 
 def agent_git_ssh_key_read(*, principal: AgentPrincipal) -> tuple[str, str]:
     """The owner's key pair for an agent. The audit row commits with the read or the read fails."""
-    from django.contrib.auth import get_user_model
-
     owner = get_user_model().objects.get(pk=principal.owner_id)
     key = git_ssh_key_get_or_create(user=owner, principal=principal)
     with transaction.atomic():
@@ -256,12 +255,10 @@ def agent_external_auth_read(
     else:
         url = url or ""
         if len(url) > URL_MAX_LENGTH or _bad_text(url):
-            raise ServiceValidationError(
-                f"At most {URL_MAX_LENGTH} characters of valid text, without NUL.", field=url_field
-            )
+            raise InvalidInput(f"At most {URL_MAX_LENGTH} characters of valid text, without NUL.", field=url_field)
         provider = _linked_provider_matching(owner_id=principal.owner_id, url=url)
     if provider is None:
-        raise ServiceNotFound("The workspace owner has no external-auth link for that provider or URL.")
+        raise ObjectNotFound("The workspace owner has no external-auth link for that provider or URL.")
     link = ExternalAuthLink.objects.get(user_id=principal.owner_id, provider=provider)
     secret = ExternalAuthSecret(
         provider_id=provider.id,
@@ -277,7 +274,7 @@ def agent_external_auth_read(
         _strict_json({"access_token": secret.access_token, "token_extra": secret.token_extra, "type": secret.type})
     except ValueError:
         # Stored before token_extra was validated; to the agent it is as good as unlinked: the owner re-links.
-        raise ServiceNotFound("The workspace owner's external-auth link for that provider is unusable; re-link it.")
+        raise ObjectNotFound("The workspace owner's external-auth link for that provider is unusable; re-link it.")
     with transaction.atomic():
         _record_user_data_access(principal, route=route, details={"provider": provider.id})
     return secret

@@ -11,9 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import ExternalAuthLink, GitSSHKey, UserToken, live_token_q
+from audit import actions
 from audit.services import audit_record
-from coderauth import tokens
-from coderauth.exceptions import ServiceValidationError
+from core import tokens
+from core.exceptions import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def user_login(*, username: str, password: str) -> IssuedUserToken:
     if user is None or not user.is_active:
         with transaction.atomic():
             audit_record(
-                action="user.login_failed",
+                action=actions.USER_LOGIN_FAILED,
                 actor_type="user",
                 actor=username[:150],
                 details={"reason": "bad_credentials"},
@@ -58,7 +59,7 @@ def user_login(*, username: str, password: str) -> IssuedUserToken:
             user=user, kind=UserToken.KIND_SESSION, name="session", lifetime=settings.CODERAUTH_SESSION_TOKEN_LIFETIME
         )
         audit_record(
-            action="user.login",
+            action=actions.USER_LOGIN,
             actor_type="user",
             actor=user.username,
             details={"method": "password", "token_id": str(issued.token.id), "token_hint": issued.token.hint},
@@ -71,14 +72,14 @@ def user_token_issue(*, user, name: str, lifetime_seconds: int | None = None) ->
         settings.CODERAUTH_USER_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
     )
     if lifetime > settings.CODERAUTH_USER_TOKEN_MAX_LIFETIME:
-        raise ServiceValidationError(
+        raise InvalidInput(
             f"lifetime_seconds may be at most {int(settings.CODERAUTH_USER_TOKEN_MAX_LIFETIME.total_seconds())}.",
             field="lifetime_seconds",
         )
     with transaction.atomic():
         issued = _issue(user=user, kind=UserToken.KIND_API, name=name, lifetime=lifetime)
         audit_record(
-            action="user_token.issued",
+            action=actions.USER_TOKEN_ISSUED,
             actor_type="user",
             actor=user.username,
             details={
@@ -96,7 +97,7 @@ def user_token_revoke(*, user, token: UserToken) -> None:
         updated = UserToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         if updated:
             audit_record(
-                action="user_token.revoked",
+                action=actions.USER_TOKEN_REVOKED,
                 actor_type="user",
                 actor=user.username,
                 details={"token_id": str(token.id), "token_hint": token.hint, "name": token.name},
@@ -168,7 +169,7 @@ def user_admin_save_record(*, actor, user, before: UserAccountSnapshot | None, m
         after = user_account_snapshot(user_id=user.pk)
         if before is None:
             audit_record(
-                action="user.created",
+                action=actions.USER_CREATED,
                 actor_type=actor_type,
                 actor=actor_name,
                 details={
@@ -188,7 +189,7 @@ def user_admin_save_record(*, actor, user, before: UserAccountSnapshot | None, m
             return
         before_privileges, after_privileges = before.privileges(), after.privileges()
         audit_record(
-            action="user.updated",
+            action=actions.USER_UPDATED,
             actor_type=actor_type,
             actor=actor_name,
             details={
@@ -219,7 +220,7 @@ def user_admin_delete(*, actor, user) -> None:
         user_id = user.pk
         user.delete()
         audit_record(
-            action="user.deleted",
+            action=actions.USER_DELETED,
             actor_type="user",
             actor=actor.get_username(),
             details={

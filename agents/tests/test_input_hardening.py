@@ -10,8 +10,8 @@ from django.urls import reverse
 from agents.models import ExternalAuthLink, ExternalAuthProvider, Workspace
 from agents.services.user_data import _link_context, external_auth_link_set
 from audit.models import AuditEvent
-from coderauth import crypto
 from conftest import assert_status
+from core import crypto
 
 pytestmark = pytest.mark.django_db
 

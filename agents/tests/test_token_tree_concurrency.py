@@ -7,10 +7,10 @@ import time
 
 from django.db import connection, connections, transaction
 
+from agents.authentication import AgentTokenAuthentication
 from agents.models import AgentToken
 from agents.services.tokens import agent_child_token_issue, agent_token_issue, agent_token_revoke
-from coderauth.authentication import AgentTokenAuthentication
-from coderauth.exceptions import ServiceValidationError
+from core.exceptions import InvalidInput
 from tests.factories import AgentFactory, UserFactory
 
 
@@ -114,7 +114,7 @@ def test_mint_waiting_on_a_revoke_is_refused_once_the_parent_is_revoked(transact
         try:
             agent_child_token_issue(principal=root_principal, scopes=["agent:connect"])
             outcome["minted"] = True
-        except ServiceValidationError as error:
+        except InvalidInput as error:
             outcome["refused"] = error.detail
         finally:
             connection.close()

@@ -31,7 +31,7 @@ def tamper(sql: str, params=None) -> None:
         cursor.execute(sql, params or [])
 
 
-def record_events(count: int, *, action: str = "test.event", **fields) -> list:
+def record_events(count: int, *, action: str = "permission_mode.updated", **fields) -> list:
     events = []
     for number in range(count):
         with transaction.atomic():

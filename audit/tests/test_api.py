@@ -37,7 +37,7 @@ EVENT_FIELDS = [
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def make_event(action: str = "test.event", *, at: datetime | None = None, **fields) -> AuditEvent:
+def make_event(action: str = "permission_mode.updated", *, at: datetime | None = None, **fields) -> AuditEvent:
     """One event on the chain, optionally at a chosen time."""
     fields.setdefault("actor_type", "system")
     fields.setdefault("actor", "tests")
@@ -57,7 +57,7 @@ def ids(response) -> list[int]:
     return [row["id"] for row in response.json()["results"]]
 
 
-ROUTES = ["audit:audit-list", "audit:audit-export", "audit:audit-export-manifest", "audit:report-permissions"]
+ROUTES = ["audit:audit-list", "audit:audit-export", "audit:audit-export-manifest", "agents:report-permissions"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -95,8 +95,8 @@ def test_detail_route_roles_and_404(auditor_client, member_client):
 
 
 def test_rows_carry_exactly_the_design_fields(auditor_client, workspace, agent):
-    make_event("test.fields", workspace_id=workspace.id, agent_id=agent.id, details={"reason": "why"})
-    response = auditor_client.get(reverse("audit:audit-list"), {"action": "test.fields"})
+    make_event("agent.mode_changed", workspace_id=workspace.id, agent_id=agent.id, details={"reason": "why"})
+    response = auditor_client.get(reverse("audit:audit-list"), {"action": "agent.mode_changed"})
     assert_status(response, 200)
     (row,) = response.json()["results"]
     assert list(row) == EVENT_FIELDS
@@ -108,8 +108,8 @@ def test_rows_carry_exactly_the_design_fields(auditor_client, workspace, agent):
 
 
 def test_newest_first(auditor_client):
-    events = [make_event("test.order") for _ in range(3)]
-    response = auditor_client.get(reverse("audit:audit-list"), {"action": "test.order"})
+    events = [make_event("permission_mode.deleted") for _ in range(3)]
+    response = auditor_client.get(reverse("audit:audit-list"), {"action": "permission_mode.deleted"})
     assert ids(response) == [event.id for event in reversed(events)]
 
 
@@ -207,56 +207,62 @@ class TestPagination:
             response = client.get(next_url)
 
     def test_pages_cover_every_row_once_in_order(self, auditor_client):
-        events = [make_event("test.page") for _ in range(23)]
-        seen, pages = self.walk(auditor_client, reverse("audit:audit-list"), {"action": "test.page", "page_size": 5})
+        events = [make_event("permission_mode.created") for _ in range(23)]
+        seen, pages = self.walk(
+            auditor_client, reverse("audit:audit-list"), {"action": "permission_mode.created", "page_size": 5}
+        )
         assert seen == [event.id for event in reversed(events)]
         assert pages == 5
 
     def test_exact_multiple_has_no_empty_last_page(self, auditor_client):
         for _ in range(6):
-            make_event("test.page")
-        seen, pages = self.walk(auditor_client, reverse("audit:audit-list"), {"action": "test.page", "page_size": 3})
+            make_event("permission_mode.created")
+        seen, pages = self.walk(
+            auditor_client, reverse("audit:audit-list"), {"action": "permission_mode.created", "page_size": 3}
+        )
         assert len(seen) == 6
         assert pages == 2
 
     def test_cursor_survives_new_inserts(self, auditor_client):
         """Rows appended while an auditor pages through must not shift pages into duplicates or gaps."""
-        events = [make_event("test.page") for _ in range(10)]
-        response = auditor_client.get(reverse("audit:audit-list"), {"action": "test.page", "page_size": 4})
+        events = [make_event("permission_mode.created") for _ in range(10)]
+        response = auditor_client.get(
+            reverse("audit:audit-list"), {"action": "permission_mode.created", "page_size": 4}
+        )
         first_page = ids(response)
         for _ in range(5):
-            make_event("test.page")
+            make_event("permission_mode.created")
         rest, _ = self.walk(auditor_client, response.json()["next"])
         assert first_page + rest == [event.id for event in reversed(events)]
 
     def test_next_is_a_full_url_keeping_the_filters(self, auditor_client):
         for _ in range(3):
-            make_event("test.page", actor="carol")
+            make_event("permission_mode.created", actor="carol")
         response = auditor_client.get(
-            reverse("audit:audit-list"), {"action": "test.page", "actor": "carol", "page_size": 2}
+            reverse("audit:audit-list"), {"action": "permission_mode.created", "actor": "carol", "page_size": 2}
         )
         next_url = urlsplit(response.json()["next"])
         assert next_url.scheme == "http"
         assert next_url.netloc == "testserver"
         assert next_url.path == reverse("audit:audit-list")
         query = parse_qs(next_url.query)
-        assert query["action"] == ["test.page"]
+        assert query["action"] == ["permission_mode.created"]
         assert query["actor"] == ["carol"]
         assert query["page_size"] == ["2"]
         assert query["cursor"]
 
     def test_default_page_size_is_50(self, auditor_client):
         for _ in range(51):
-            make_event("test.page")
-        response = auditor_client.get(reverse("audit:audit-list"), {"action": "test.page"})
+            make_event("permission_mode.created")
+        response = auditor_client.get(reverse("audit:audit-list"), {"action": "permission_mode.created"})
         assert len(ids(response)) == 50
         assert response.json()["next"] is not None
 
     def test_page_uses_keyset_not_offset(self, auditor_client):
         """Deep pages must stay as cheap as the first: the query filters on id, never OFFSET."""
         for _ in range(5):
-            make_event("test.page")
-        first = auditor_client.get(reverse("audit:audit-list"), {"action": "test.page", "page_size": 2})
+            make_event("permission_mode.created")
+        first = auditor_client.get(reverse("audit:audit-list"), {"action": "permission_mode.created", "page_size": 2})
         with CaptureQueriesContext(connection) as queries:
             assert_status(auditor_client.get(first.json()["next"]), 200)
         page_sql = [query["sql"] for query in queries if "audit_auditevent" in query["sql"]]
@@ -266,7 +272,7 @@ class TestPagination:
 
     def test_query_count_is_fixed(self, auditor_client, django_assert_max_num_queries):
         for _ in range(30):
-            make_event("test.page")
+            make_event("permission_mode.created")
         with django_assert_max_num_queries(4):
             assert_status(auditor_client.get(reverse("audit:audit-list"), {"page_size": 1000}), 200)
 

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from audit import chain
+from audit import actions, chain
 from audit.models import AuditEvent
 from audit.tests.conftest import record_events, tamper
 
@@ -33,9 +33,9 @@ def verify(*args) -> str:
 @pytest.fixture
 def old_and_new(db):
     """Three events, a cut-off, then two more events."""
-    old = record_events(3, action="test.old")
+    old = record_events(3, action="workspace.created")
     cutoff = timezone.now()
-    new = record_events(2, action="test.new")
+    new = record_events(2, action="workspace.mode_changed")
     return old, cutoff, new
 
 
@@ -46,7 +46,11 @@ def test_archive_then_verify(old_and_new, tmp_path):
 
     assert "archived 3 events" in output
     remaining = list(AuditEvent.objects.order_by("id"))
-    assert [event.action for event in remaining] == ["test.new", "test.new", chain.ARCHIVED_ACTION]
+    assert [event.action for event in remaining] == [
+        "workspace.mode_changed",
+        "workspace.mode_changed",
+        actions.AUDIT_ARCHIVED,
+    ]
     assert remaining[0].prev_hash == old[-1].hash
     assert "audit chain OK: 3 events from archived head " + old[-1].hash in verify()
 
@@ -55,7 +59,7 @@ def test_archived_event_carries_the_archive_hash(old_and_new, tmp_path):
     old, cutoff, _ = old_and_new
     path = tmp_path / "audit.jsonl"
     archive(path, cutoff)
-    event = AuditEvent.objects.get(action=chain.ARCHIVED_ACTION)
+    event = AuditEvent.objects.get(action=actions.AUDIT_ARCHIVED)
     lines = path.read_bytes().splitlines(keepends=True)
     assert event.actor_type == "system"
     assert event.details["count"] == 3
@@ -158,7 +162,7 @@ def test_nothing_to_archive_writes_nothing(old_and_new, tmp_path):
     path = tmp_path / "audit.jsonl"
     archive(path, timezone.now() - timedelta(days=365))
     assert not path.exists()
-    assert not AuditEvent.objects.filter(action=chain.ARCHIVED_ACTION).exists()
+    assert not AuditEvent.objects.filter(action=actions.AUDIT_ARCHIVED).exists()
 
 
 def test_delete_guard_is_back_after_archiving(old_and_new, tmp_path):

@@ -184,6 +184,6 @@ def test_verify_streams_rows_in_chunks(chain_of_five, monkeypatch):
 def test_one_transaction_may_append_several_events(db):
     with transaction.atomic():
         for number in range(3):
-            audit_record(action="test.event", actor_type="system", details={"n": number})
+            audit_record(action="permission_mode.updated", actor_type="system", details={"n": number})
     record_events(2)
     assert "5 events" in verify()

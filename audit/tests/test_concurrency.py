@@ -20,7 +20,7 @@ def _writer(number: int, barrier: threading.Barrier, errors: list) -> None:
         barrier.wait()
         for sequence in range(EVENTS_PER_THREAD):
             with transaction.atomic():
-                audit_record(action="test.concurrent", actor_type="system", details={"writer": number, "n": sequence})
+                audit_record(action="user.updated", actor_type="system", details={"writer": number, "n": sequence})
     except Exception as error:  # surfaced by the test below, not swallowed
         errors.append(error)
     finally:

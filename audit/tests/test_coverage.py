@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from audit import chain
 from audit.models import AuditEvent
-from coderauth import tokens
+from core import tokens
 from tests.factories import PASSWORD
 
 USER_AGENT = "coverage-test/1.0"

@@ -35,8 +35,8 @@ def csv_rows(body: bytes) -> list[dict[str, str]]:
 
 
 def test_csv_export_streams_oldest_first_with_a_header(auditor_client):
-    events = [make_event("test.export", details={"n": number}) for number in range(3)]
-    response, body = export(auditor_client, action="test.export")
+    events = [make_event("user.created", details={"n": number}) for number in range(3)]
+    response, body = export(auditor_client, action="user.created")
     assert response.streaming
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert body.decode().splitlines()[0].split(",") == EVENT_FIELDS
@@ -52,9 +52,9 @@ def test_csv_export_streams_oldest_first_with_a_header(auditor_client):
 def test_export_reads_through_a_server_side_cursor_in_chunks(auditor_client, monkeypatch):
     """Memory stays flat only if rows come from a named cursor a chunk at a time, never all at once."""
     monkeypatch.setattr(exports, "CHUNK_ROWS", 3)
-    events = [make_event("test.export") for _ in range(10)]
+    events = [make_event("user.created") for _ in range(10)]
     with mock.patch.object(connection, "chunked_cursor", wraps=connection.chunked_cursor) as chunked_cursor:
-        response = auditor_client.get(reverse("audit:audit-export"), {"action": "test.export"})
+        response = auditor_client.get(reverse("audit:audit-export"), {"action": "user.created"})
         chunks = list(response.streaming_content)
     chunked_cursor.assert_called_once()
     assert len(chunks) == 1 + 4  # the header, then 3 + 3 + 3 + 1 rows
@@ -65,9 +65,9 @@ def test_export_reads_through_a_server_side_cursor_in_chunks(auditor_client, mon
 def test_csv_cells_that_look_like_formulas_are_escaped(auditor_client, value):
     """CSV injection: a spreadsheet must show the text, never evaluate it."""
     AuditEvent.objects.create(
-        time=T0, action="test.formula", actor_type="user", actor=value, user_agent=value, request_id=value
+        time=T0, action="user.deleted", actor_type="user", actor=value, user_agent=value, request_id=value
     )
-    _, body = export(auditor_client, action="test.formula")
+    _, body = export(auditor_client, action="user.deleted")
     (row,) = csv_rows(body)
     assert row["actor"] == "'" + value
     assert row["user_agent"] == "'" + value
@@ -75,8 +75,8 @@ def test_csv_cells_that_look_like_formulas_are_escaped(auditor_client, value):
 
 
 def test_harmless_cells_are_left_alone(auditor_client):
-    AuditEvent.objects.create(time=T0, action="test.formula", actor_type="user", actor="alice", user_agent="curl/8.5")
-    _, body = export(auditor_client, action="test.formula")
+    AuditEvent.objects.create(time=T0, action="user.deleted", actor_type="user", actor="alice", user_agent="curl/8.5")
+    _, body = export(auditor_client, action="user.deleted")
     (row,) = csv_rows(body)
     assert (row["actor"], row["user_agent"], row["actor_type"]) == ("alice", "curl/8.5", "user")
 
@@ -87,8 +87,8 @@ def test_python_twin_of_the_formula_guard():
 
 
 def test_jsonl_export_has_design_keys_and_a_manifest_covering_the_rows(auditor_client, agent):
-    events = [make_event("test.export", agent_id=agent.id, details={"n": number}) for number in range(4)]
-    response, body = export(auditor_client, "jsonl", action="test.export")
+    events = [make_event("user.created", agent_id=agent.id, details={"n": number}) for number in range(4)]
+    response, body = export(auditor_client, "jsonl", action="user.created")
     assert response["Content-Type"].startswith("application/x-ndjson")
     lines = body.decode().splitlines(keepends=True)
     records = [json.loads(line) for line in lines[:-1]]
@@ -100,27 +100,28 @@ def test_jsonl_export_has_design_keys_and_a_manifest_covering_the_rows(auditor_c
     manifest = json.loads(lines[-1])["manifest"]
     assert manifest["rows"] == 4
     assert manifest["sha256"] == hashlib.sha256("".join(lines[:-1]).encode()).hexdigest()
-    assert manifest["filters"] == {"action": ["test.export"]}
+    assert manifest["filters"] == {"action": ["user.created"]}
     assert manifest["until"] == response["X-Audit-Export-Until"]
 
 
 def test_jsonl_keeps_raw_values_unescaped(auditor_client):
     """The formula guard is for spreadsheets; JSON consumers get the recorded value."""
-    AuditEvent.objects.create(time=T0, action="test.formula", actor_type="user", actor="=1+1")
-    _, body = export(auditor_client, "jsonl", action="test.formula")
+    AuditEvent.objects.create(time=T0, action="user.deleted", actor_type="user", actor="=1+1")
+    _, body = export(auditor_client, "jsonl", action="user.deleted")
     assert json.loads(body.decode().splitlines()[0])["actor"] == "=1+1"
 
 
 def test_csv_manifest_matches_the_downloaded_body_and_is_reproducible(auditor_client):
     """An auditor proves a CSV complete: the companion manifest gives its row count and SHA-256."""
     for number in range(5):
-        make_event("test.export", details={"n": number})
-    response, body = export(auditor_client, action="test.export")
+        make_event("user.created", details={"n": number})
+    response, body = export(auditor_client, action="user.created")
     until = response["X-Audit-Export-Until"]
-    make_event("test.export", details={"n": "after the export"})
+    make_event("user.created", details={"n": "after the export"})
 
     manifest_response = auditor_client.get(
-        reverse("audit:audit-export-manifest"), {"format": "csv", "action": "test.export", "until": until}
+        reverse("audit:audit-export-manifest"),
+        {"format": "csv", "action": "user.created", "until": until},
     )
     assert_status(manifest_response, 200)
     manifest = manifest_response.json()["manifest"]
@@ -130,10 +131,11 @@ def test_csv_manifest_matches_the_downloaded_body_and_is_reproducible(auditor_cl
 
 
 def test_tampered_csv_no_longer_matches_its_manifest(auditor_client):
-    make_event("test.export", details={"n": 1})
-    response, body = export(auditor_client, action="test.export")
+    make_event("user.created", details={"n": 1})
+    response, body = export(auditor_client, action="user.created")
     manifest = auditor_client.get(
-        reverse("audit:audit-export-manifest"), {"action": "test.export", "until": response["X-Audit-Export-Until"]}
+        reverse("audit:audit-export-manifest"),
+        {"action": "user.created", "until": response["X-Audit-Export-Until"]},
     ).json()["manifest"]
     edited = body.replace(b'""n"": 1', b'""n"": 2')
     assert edited != body
@@ -141,12 +143,12 @@ def test_tampered_csv_no_longer_matches_its_manifest(auditor_client):
 
 
 def test_jsonl_manifest_endpoint_agrees_with_the_manifest_line(auditor_client):
-    make_event("test.export")
-    response, body = export(auditor_client, "jsonl", action="test.export")
+    make_event("user.created")
+    response, body = export(auditor_client, "jsonl", action="user.created")
     line = json.loads(body.decode().splitlines()[-1])
     endpoint = auditor_client.get(
         reverse("audit:audit-export-manifest"),
-        {"format": "jsonl", "action": "test.export", "until": response["X-Audit-Export-Until"]},
+        {"format": "jsonl", "action": "user.created", "until": response["X-Audit-Export-Until"]},
     ).json()
     assert endpoint == line
 
@@ -261,18 +263,18 @@ def test_csv_lines_rendered_in_sql_parse_to_the_cells_postgres_writes(auditor_cl
     """The export builds its CSV lines in SQL for speed; they must read back exactly as COPY ... CSV of the cells."""
     AuditEvent.objects.create(
         time=T0,
-        action="test.quote",
+        action="user.external_auth_linked",
         actor_type="user",
         actor='a,"b"\nc',
         user_agent="=x",
         request_id="",
         details={"k": 'v"q,', "n": None},
     )
-    make_event("test.quote", details={"reason": "x, y"})
+    make_event("user.external_auth_linked", details={"reason": "x, y"})
     until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
-    _, body = export(auditor_client, action="test.quote", until=until)
+    _, body = export(auditor_client, action="user.external_auth_linked", until=until)
 
-    filters = AuditFilters(actions=["test.quote"], until=datetime.fromisoformat(until))
+    filters = AuditFilters(actions=["user.external_auth_linked"], until=datetime.fromisoformat(until))
     sql, params = exports.audit_export_cells_sql(filters=filters)
     connection.ensure_connection()
     raw = connection.connection
@@ -292,9 +294,9 @@ def test_abandoned_download_closes_its_cursor_and_transaction(auditor_client, mo
     """A client that hangs up mid-file must not leave a transaction (and its snapshot) open on the connection."""
     monkeypatch.setattr(exports, "CHUNK_ROWS", 2)
     for _ in range(6):
-        make_event("test.export")
+        make_event("user.created")
     depth = len(connection.atomic_blocks)
-    response = auditor_client.get(reverse("audit:audit-export"), {"action": "test.export"})
+    response = auditor_client.get(reverse("audit:audit-export"), {"action": "user.created"})
     chunks = iter(response.streaming_content)
     next(chunks)  # the header
     next(chunks)  # two rows: the cursor is open inside the export's transaction now
@@ -305,10 +307,10 @@ def test_abandoned_download_closes_its_cursor_and_transaction(auditor_client, mo
 
 @pytest.mark.parametrize("export_format", ["csv", "jsonl"])
 def test_empty_selection_still_has_a_manifest(auditor_client, export_format):
-    response, body = export(auditor_client, export_format, action="test.nothing")
+    response, body = export(auditor_client, export_format, action="user_token.purged")
     manifest = auditor_client.get(
         reverse("audit:audit-export-manifest"),
-        {"format": export_format, "action": "test.nothing", "until": response["X-Audit-Export-Until"]},
+        {"format": export_format, "action": "user_token.purged", "until": response["X-Audit-Export-Until"]},
     ).json()["manifest"]
     assert manifest["rows"] == 0
     if export_format == "csv":

@@ -12,7 +12,7 @@ from audit.models import AuditEvent
 from audit.selectors import AuditFilters
 from audit.services import audit_record
 
-FILTERS = AuditFilters(actions=["test.pinning"])
+FILTERS = AuditFilters(actions=["agent.created"])
 
 
 def test_export_waits_for_an_in_flight_audit_write_before_pinning_until(transactional_db):
@@ -20,7 +20,7 @@ def test_export_waits_for_an_in_flight_audit_write_before_pinning_until(transact
     export's snapshot was missing from the export, yet present when the same export was replayed, so the
     manifest of a complete file did not match. Now `until` is read under the chain lock."""
     with transaction.atomic():
-        audit_record(action="test.pinning", actor_type="system", details={"n": 0})
+        audit_record(action="agent.created", actor_type="system", details={"n": 0})
 
     recorded, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
@@ -29,7 +29,7 @@ def test_export_waits_for_an_in_flight_audit_write_before_pinning_until(transact
     def slow_writer() -> None:
         try:
             with transaction.atomic():
-                audit_record(action="test.pinning", actor_type="system", details={"n": 1})
+                audit_record(action="agent.created", actor_type="system", details={"n": 1})
                 recorded.set()
                 release.wait(timeout=30)
         except BaseException as error:  # surfaced below
@@ -58,11 +58,11 @@ def test_export_waits_for_an_in_flight_audit_write_before_pinning_until(transact
     export.join(timeout=30)
     assert errors == []
 
-    in_flight = AuditEvent.objects.get(action="test.pinning", details__n=1)
+    in_flight = AuditEvent.objects.get(action="agent.created", details__n=1)
     assert in_flight.time < exported["until"]
     assert exported["manifest"]["rows"] == 2, "the export missed a row stamped before its `until`"
     replay = audit_export_manifest(
-        filters=AuditFilters(actions=["test.pinning"], until=exported["until"]), export_format="jsonl"
+        filters=AuditFilters(actions=["agent.created"], until=exported["until"]), export_format="jsonl"
     )["manifest"]
     assert replay["rows"] == exported["manifest"]["rows"]
     assert replay["sha256"] == exported["manifest"]["sha256"]
@@ -70,11 +70,11 @@ def test_export_waits_for_an_in_flight_audit_write_before_pinning_until(transact
 
 def test_writes_after_the_pin_stay_out_of_the_replay(db):
     with transaction.atomic():
-        audit_record(action="test.pinning", actor_type="system", details={"n": 0})
+        audit_record(action="agent.created", actor_type="system", details={"n": 0})
     filters = export_filters_pinned(FILTERS)
     first = audit_export_manifest(filters=filters, export_format="csv")["manifest"]
     with transaction.atomic():
-        audit_record(action="test.pinning", actor_type="system", details={"n": 1})
+        audit_record(action="agent.created", actor_type="system", details={"n": 1})
     assert audit_export_manifest(filters=filters, export_format="csv")["manifest"] == first
     assert first["rows"] == 1
 

@@ -11,26 +11,26 @@ from django.db import transaction
 from audit import chain
 from audit.models import AuditEvent
 from audit.services import audit_record, neutralise
-from coderauth import request_context
+from core import request_context
 
 
 def test_refuses_to_write_outside_a_transaction(transactional_db):
     """An audit row committed on its own could record a change that then rolls back."""
     with pytest.raises(RuntimeError, match="inside the transaction"):
-        audit_record(action="test.event", actor_type="system")
+        audit_record(action="permission_mode.updated", actor_type="system")
     assert not AuditEvent.objects.exists()
 
 
 def test_rolls_back_with_the_change(db):
     with pytest.raises(ZeroDivisionError), transaction.atomic():
-        audit_record(action="test.event", actor_type="system")
+        audit_record(action="permission_mode.updated", actor_type="system")
         1 / 0  # noqa: B018 - the change that fails after its audit row
     assert not AuditEvent.objects.exists()
 
 
 def test_first_event_chains_to_genesis(db):
     with transaction.atomic():
-        event = audit_record(action="test.event", actor_type="system")
+        event = audit_record(action="permission_mode.updated", actor_type="system")
     assert event.prev_hash == chain.GENESIS_HASH
     assert event.hash == chain.row_hash(AuditEvent.objects.get(pk=event.pk).chain_fields())
 
@@ -38,9 +38,9 @@ def test_first_event_chains_to_genesis(db):
 def test_append_costs_three_queries(db, django_assert_num_queries):
     """The hot path (every denied agent request): advisory lock, last hash, insert."""
     with transaction.atomic():
-        audit_record(action="test.event", actor_type="system")
+        audit_record(action="permission_mode.updated", actor_type="system")
         with django_assert_num_queries(3):
-            audit_record(action="test.event", actor_type="system")
+            audit_record(action="permission_mode.updated", actor_type="system")
 
 
 def test_request_context_fills_where(db):
@@ -49,7 +49,7 @@ def test_request_context_fills_where(db):
     )
     try:
         with transaction.atomic():
-            event = audit_record(action="test.event", actor_type="system")
+            event = audit_record(action="permission_mode.updated", actor_type="system")
     finally:
         request_context.reset(token)
     stored = AuditEvent.objects.get(pk=event.pk)
@@ -69,7 +69,7 @@ def test_details_are_stored_so_they_re_hash(db):
     }
     with transaction.atomic():
         event = audit_record(
-            action="test.event", actor_type="agent", actor=agent_id, agent_id=agent_id, details=details
+            action="permission_mode.updated", actor_type="agent", actor=agent_id, agent_id=agent_id, details=details
         )
     stored = AuditEvent.objects.get(pk=event.pk)
     assert stored.details == {

@@ -10,13 +10,13 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from agents.authentication import INVALID_TOKEN
 from agents.models import AgentToken, UserToken
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from agents.services.users import user_token_issue
 from audit.models import AuditEvent
-from coderauth import tokens
-from coderauth.authentication import INVALID_TOKEN
 from conftest import assert_status, client_for_agent_token, client_for_user
+from core import tokens
 
 pytestmark = pytest.mark.django_db
 

@@ -79,7 +79,7 @@ def test_oversized_body_is_a_json_413(request, settings, client_fixture):
 @pytest.mark.parametrize("debug", [False, True])
 def test_unhandled_error_is_a_json_500_without_a_traceback(settings, monkeypatch, member, debug):
     """An unexpected exception must not leak a stack trace or its message to the client."""
-    from agents import selectors
+    from agents.selectors import workspaces as selectors
 
     settings.DEBUG = debug
 
@@ -159,7 +159,7 @@ def test_database_data_error_is_a_400(monkeypatch, member_client):
     """Safety net: a value the database refuses is bad input, never a 500."""
     from django.db import DataError
 
-    from agents import selectors
+    from agents.selectors import workspaces as selectors
 
     def refuse(**kwargs):
         raise DataError("value out of range")

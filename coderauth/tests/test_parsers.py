@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import RequestDataTooBig
 from rest_framework.exceptions import ParseError
 
-from coderauth.parsers import JSONParser
+from core.http.parsers import JSONParser
 
 
 def test_body_over_the_limit_is_refused_even_without_content_length(settings):

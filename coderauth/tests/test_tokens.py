@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from coderauth import tokens
+from core import tokens
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 

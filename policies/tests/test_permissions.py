@@ -10,13 +10,13 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 from rest_framework import exceptions
 
+from core.roles import is_admin, is_auditor, user_role
 from policies.permissions import AgentScopeDenied, HasAgentScope
-from policies.roles import is_admin, is_auditor, user_role
 from tests.factories import AdminFactory, AuditorFactory, UserFactory
 
 
 def _principal(token_scopes, mode_scopes, mode_name="custom"):
-    from coderauth.authentication import AgentPrincipal
+    from policies.principals import AgentPrincipal
 
     return AgentPrincipal(
         token_id=uuid.uuid4(),

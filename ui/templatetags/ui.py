@@ -10,8 +10,8 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince, timeuntil
 
+from core.roles import is_admin, user_role
 from policies.models import PermissionMode
-from policies.roles import is_admin, user_role
 from policies.scopes import USER_DATA_SCOPES
 
 register = template.Library()

@@ -158,7 +158,7 @@ def test_dashboard_query_count_does_not_grow_with_rows(admin_web, member):
 
 
 def test_dashboard_shows_modes_user_data_agents_denials_and_statuses(admin_web, workspace, agent):
-    from coderauth.authentication import AgentPrincipal  # noqa: F401  (the shape the record function reads)
+    from policies.principals import AgentPrincipal  # noqa: F401  (the shape the record function reads)
 
     AppStatus.objects.create(
         agent=agent, app_slug="coder", state="failure", message="tests failed", uri="https://ci.example/1"

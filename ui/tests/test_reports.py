@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from agents.models import WorkspaceAgent
-from audit.tests.test_report import user_data_read
+from agents.tests.test_report import user_data_read
 from ui.forms import UNUSED_DAYS_DEFAULT, UNUSED_DAYS_ERROR
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_bad_window_is_a_form_error_not_a_500(auditor_web, agent, value):
 @pytest.mark.parametrize("value", ["0", "1", "30", "3650", "3651", "-1", "abc", "7.0", ""])
 def test_page_accepts_exactly_what_the_api_accepts(auditor_web, auditor_client, value):
     """The page and GET /api/v2/reports/permissions share one rule for unused_days."""
-    api_refuses = auditor_client.get(reverse("audit:report-permissions"), {"unused_days": value}).status_code == 400
+    api_refuses = auditor_client.get(reverse("agents:report-permissions"), {"unused_days": value}).status_code == 400
     page_refuses = UNUSED_DAYS_ERROR in _report_page(auditor_web, unused_days=value)
     assert page_refuses == api_refuses
 

@@ -7,11 +7,8 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 
-from coderauth.exceptions import ServiceError, ServicePermissionDenied
-from policies.models import PermissionMode
-from policies.roles import can_read_everything, is_admin
-from policies.scopes import ordered
-from policies.selectors import permission_mode_get
+from core.exceptions import ApplicationError, NotPermitted
+from core.roles import can_read_everything, is_admin
 
 
 class SignedInView(LoginRequiredMixin):
@@ -32,24 +29,12 @@ def require_admin(user) -> None:
         raise PermissionDenied("Only admins may do this.")
 
 
-def service_failure(request, error: ServiceError, *, back: str):
+def service_failure(request, error: ApplicationError, *, back: str):
     """Show a refused change as a message; a permission refusal answers 403, bad input goes back."""
-    if isinstance(error, ServicePermissionDenied):
+    if isinstance(error, NotPermitted):
         return render(request, "403.html", {"message": error.detail, "back": back}, status=403)
     messages.error(request, error.detail)
     return redirect(back)
-
-
-def mode_or_none(name: str) -> PermissionMode | None:
-    try:
-        return permission_mode_get(name=name)
-    except ServiceError:
-        return None
-
-
-def loosening(current: PermissionMode, new: PermissionMode) -> list[str]:
-    """Scopes the change would add (empty for a tightening or sideways-narrower change)."""
-    return ordered(new.scope_set() - current.scope_set())
 
 
 def confirm_loosening(

@@ -7,8 +7,8 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.generic import TemplateView
 
-from coderauth.exceptions import ServiceError
-from policies.roles import is_admin
+from core.exceptions import ApplicationError
+from core.roles import is_admin
 from policies.scopes import ALL_SCOPES, SCOPE_DESCRIPTIONS, USER_DATA_SCOPES
 from policies.selectors import permission_mode_list
 from policies.services import permission_mode_create
@@ -45,7 +45,7 @@ class PermissionModeListView(SignedInView, TemplateView):
             return self.render_to_response(self.get_context_data(form=form), status=400)
         try:
             mode = permission_mode_create(actor=request.user, **form.cleaned_data)
-        except ServiceError as error:
+        except ApplicationError as error:
             return service_failure(request, error, back=reverse("ui:modes"))
         messages.success(request, f"Created permission mode {mode.name}.")
         return redirect("ui:modes")

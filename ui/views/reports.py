@@ -10,12 +10,12 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
-from agents.selectors import agent_get_for
+from agents.selectors.reports import permissions_report_rows
+from agents.selectors.workspaces import agent_get_for
 from agents.services.workspaces import agent_mode_set
-from audit import selectors as audit_selectors
-from coderauth.exceptions import ServiceError
-from policies.roles import is_admin
-from policies.selectors import permission_mode_list
+from core.exceptions import ApplicationError
+from core.roles import is_admin
+from policies.selectors import permission_mode_find, permission_mode_list
 from ui.forms import (
     UNUSED_DAYS_DEFAULT,
     UNUSED_DAYS_MAX,
@@ -23,7 +23,7 @@ from ui.forms import (
     PermissionsReportForm,
     RecommendationApplyForm,
 )
-from ui.views.common import ReadersOnlyView, mode_or_none, require_admin, service_failure
+from ui.views.common import ReadersOnlyView, require_admin, service_failure
 
 REPORT_PATH = "/api/v2/reports/permissions"
 
@@ -51,7 +51,7 @@ class ReportView(ReadersOnlyView, TemplateView):
     def get_context_data(self, **kwargs):
         form = PermissionsReportForm(self.request.GET)
         unused_days = _unused_days(form)
-        rows = audit_selectors.permissions_report_rows(unused_days=unused_days)
+        rows = permissions_report_rows(unused_days=unused_days)
         mode_names = [mode.name for mode in permission_mode_list()]
         for row in rows:
             row["recommended_mode"] = recommended_mode(row, mode_names)
@@ -80,13 +80,13 @@ class RecommendationApplyView(ReadersOnlyView, View):
             messages.error(request, "Give a reason to apply a recommendation.")
             return redirect(back)
         agent = agent_get_for(user=request.user, agent_id=form.cleaned_data["agent_id"])
-        mode = mode_or_none(form.cleaned_data["permission_mode"])
+        mode = permission_mode_find(name=form.cleaned_data["permission_mode"])
         if mode is None:
             messages.error(request, "Unknown permission mode.")
             return redirect(back)
         try:
             agent_mode_set(actor=request.user, agent=agent, permission_mode=mode, reason=form.cleaned_data["reason"])
-        except ServiceError as error:
+        except ApplicationError as error:
             return service_failure(request, error, back=back)
         messages.success(request, f"Agent {agent.name} in {agent.workspace.name} now uses {mode.name}.")
         return redirect(back)

@@ -10,23 +10,20 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
-from agents.selectors import agent_get_for, agent_token_get, workspace_get_for, workspace_list_for
+from agents.selectors.workspaces import agent_get_for, agent_token_get, workspace_get_for, workspace_list_for
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from agents.services.workspaces import agent_mode_set, workspace_mode_set, workspace_mode_set_bulk
-from coderauth.exceptions import ServiceError
-from policies.roles import is_admin, is_auditor
+from core.exceptions import ApplicationError
+from core.roles import is_auditor
+from policies import rules
 from policies.scopes import ordered
-from policies.selectors import permission_mode_list
+from policies.selectors import permission_mode_find, permission_mode_list
 from ui import selectors
 from ui.forms import INHERIT, AgentModeForm, AgentTokenIssueForm, BulkModeForm, WorkspaceModeForm
-from ui.views.common import SignedInView, confirm_loosening, loosening, mode_or_none, service_failure
+from ui.views.common import SignedInView, confirm_loosening, service_failure
 
 PAGE_SIZE = 25
 ALL_TOKENS = "all"
-
-
-def _can_write(user, workspace) -> bool:
-    return not is_auditor(user) and (is_admin(user) or workspace.owner_id == user.pk)
 
 
 class WorkspaceListView(SignedInView, TemplateView):
@@ -60,7 +57,7 @@ class WorkspaceBulkModeView(SignedInView, View):
             for field, errors in form.errors.items():
                 messages.error(request, f"{form.fields[field].label if field in form.fields else field}: {errors[0]}")
             return redirect(back)
-        mode = mode_or_none(form.cleaned_data["permission_mode"])
+        mode = permission_mode_find(name=form.cleaned_data["permission_mode"])
         if mode is None:
             messages.error(request, "Unknown permission mode.")
             return redirect(back)
@@ -69,7 +66,7 @@ class WorkspaceBulkModeView(SignedInView, View):
         if len(workspaces) != len(set(ids)):
             raise Http404
         reason = form.cleaned_data["reason"].strip()
-        looser = [ws for ws in workspaces if loosening(ws.permission_mode, mode)]
+        looser = [ws for ws in workspaces if rules.added_scopes(ws.permission_mode, mode)]
         if looser and not (form.cleaned_data["confirm_loosen"] and reason):
             return confirm_loosening(
                 request,
@@ -80,7 +77,7 @@ class WorkspaceBulkModeView(SignedInView, View):
                         "target": ws.name,
                         "from": ws.permission_mode.name,
                         "to": mode.name,
-                        "added": loosening(ws.permission_mode, mode),
+                        "added": rules.added_scopes(ws.permission_mode, mode),
                     }
                     for ws in looser
                 ],
@@ -90,7 +87,7 @@ class WorkspaceBulkModeView(SignedInView, View):
             )
         try:
             workspace_mode_set_bulk(actor=request.user, workspaces=workspaces, permission_mode=mode, reason=reason)
-        except ServiceError as error:
+        except ApplicationError as error:
             return service_failure(request, error, back=back)
         messages.success(request, f"{len(workspaces)} workspace(s) now use mode {mode.name}.")
         return redirect(back)
@@ -140,7 +137,7 @@ class WorkspaceDetailView(SignedInView, TemplateView):
             "agent_rows": agent_rows,
             "all_tokens": all_tokens,
             "token_limit": selectors.TOKENS_SHOWN_PER_AGENT,
-            "can_write": _can_write(user, workspace),
+            "can_write": rules.may_write_workspace(user, owner_id=workspace.owner_id),
             "events": selectors.workspace_events_recent(workspace=workspace),
             "agent_names": {agent.id: agent.name for agent in agents},
         }
@@ -151,12 +148,12 @@ class WorkspaceModeView(SignedInView, View):
         workspace = workspace_get_for(user=request.user, workspace_id=workspace_id)
         back = reverse("ui:workspace-detail", args=[workspace.pk])
         form = WorkspaceModeForm(request.POST)
-        mode = mode_or_none(request.POST.get("permission_mode", ""))
+        mode = permission_mode_find(name=request.POST.get("permission_mode", ""))
         if not form.is_valid() or mode is None:
             messages.error(request, "Choose a known permission mode.")
             return redirect(back)
         reason = form.cleaned_data["reason"].strip()
-        added = loosening(workspace.permission_mode, mode)
+        added = rules.added_scopes(workspace.permission_mode, mode)
         if added and not (form.cleaned_data["confirm_loosen"] and reason):
             return confirm_loosening(
                 request,
@@ -172,7 +169,7 @@ class WorkspaceModeView(SignedInView, View):
         previous = workspace.permission_mode.name
         try:
             workspace_mode_set(actor=request.user, workspace=workspace, permission_mode=mode, reason=reason)
-        except ServiceError as error:
+        except ApplicationError as error:
             return service_failure(request, error, back=back)
         if previous == mode.name:
             messages.info(request, f"Workspace {workspace.name} already uses mode {mode.name}.")
@@ -187,14 +184,14 @@ class AgentModeView(SignedInView, View):
         back = reverse("ui:workspace-detail", args=[agent.workspace_id])
         form = AgentModeForm(request.POST)
         choice = request.POST.get("permission_mode", "")
-        mode = None if choice == INHERIT else mode_or_none(choice)
+        mode = None if choice == INHERIT else permission_mode_find(name=choice)
         if not form.is_valid() or (mode is None and choice != INHERIT):
             messages.error(request, "Choose a known permission mode or inherit.")
             return redirect(back)
         reason = form.cleaned_data["reason"].strip()
         current = agent.effective_permission_mode
         new_effective = mode or agent.workspace.permission_mode
-        added = loosening(current, new_effective)
+        added = rules.added_scopes(current, new_effective)
         label = mode.name if mode else f"inherit ({agent.workspace.permission_mode.name})"
         if added and not (form.cleaned_data["confirm_loosen"] and reason):
             return confirm_loosening(
@@ -208,7 +205,7 @@ class AgentModeView(SignedInView, View):
             )
         try:
             agent_mode_set(actor=request.user, agent=agent, permission_mode=mode, reason=reason)
-        except ServiceError as error:
+        except ApplicationError as error:
             return service_failure(request, error, back=back)
         messages.success(request, f"Agent {agent.name} now uses {label}.")
         return redirect(back)
@@ -233,7 +230,7 @@ class AgentTokenIssueView(SignedInView, View):
                 scopes=form.cleaned_data["scopes"],
                 lifetime_seconds=form.cleaned_data["lifetime_days"] * 86400,
             )
-        except ServiceError as error:
+        except ApplicationError as error:
             return service_failure(request, error, back=back)
         response = render(
             request,
@@ -259,7 +256,7 @@ class AgentTokenRevokeView(SignedInView, View):
         back = _workspace_url(agent.workspace_id, all_tokens=_tokens_shown_all(request.POST))
         try:
             revoked = agent_token_revoke(actor=request.user, token=token)
-        except ServiceError as error:
+        except ApplicationError as error:
             return service_failure(request, error, back=back)
         if revoked:
             messages.success(request, f"Revoked {token} and {len(revoked) - 1} child token(s).")

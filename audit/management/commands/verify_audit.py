@@ -1,4 +1,4 @@
-"""Walk the audit hash chain in constant memory; name the first bad row (DESIGN.md §7)."""
+"""Walk the audit hash chain in constant memory; name the first bad row."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import chain
+from audit.selectors import audit_chain_rows, audit_chain_start_hash
 
 
 class Command(BaseCommand):
@@ -27,10 +28,10 @@ class Command(BaseCommand):
             count, head = verify_archive_file(Path(archive))
             self.stdout.write(f"audit archive OK: {_events(count)}, head {head}")
             return
-        start = chain.stored_start_hash()
+        start = audit_chain_start_hash()
         walk = chain.ChainWalk(start_hash=start)
         try:
-            with closing(chain.stored_rows(chunk_size=chunk_size)) as rows:
+            with closing(audit_chain_rows(chunk_size=chunk_size)) as rows:
                 for row in rows:
                     walk.check(row)
         except chain.ChainBroken as broken:

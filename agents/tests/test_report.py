@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import AgentToken
+from agents.selectors import reports as selectors
 from agents.services.tokens import agent_token_issue, agent_token_revoke
-from audit import selectors
 from audit.tests.test_api import make_event
 from conftest import assert_status
 from tests.factories import AgentFactory, CustomModeFactory, UserFactory, WorkspaceFactory, mode
@@ -51,7 +51,7 @@ def user_data_read(agent, *, days_ago: float, route: str = "gitsshkey"):
 
 
 def report(client, **params) -> dict[str, dict]:
-    response = client.get(reverse("audit:report-permissions"), params)
+    response = client.get(reverse("agents:report-permissions"), params)
     assert_status(response, 200)
     return {row["agent_name"]: row for row in response.json()}
 
@@ -134,7 +134,7 @@ def test_live_tokens_and_last_use(auditor_client, agent, member):
 def test_csv_report_with_formula_guard(auditor_client):
     owner = UserFactory(username="=cmd|'/c calc'!A0")
     agent = AgentFactory(workspace=WorkspaceFactory(owner=owner))
-    response = auditor_client.get(reverse("audit:report-permissions"), {"format": "csv"})
+    response = auditor_client.get(reverse("agents:report-permissions"), {"format": "csv"})
     assert_status(response, 200)
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="coderauth-permissions_')
@@ -149,7 +149,7 @@ def test_csv_report_with_formula_guard(auditor_client):
 
 @pytest.mark.parametrize(("params", "field"), [({"format": "xml"}, "format"), ({"unused_days": "0"}, "unused_days")])
 def test_bad_report_input_is_a_json_400(auditor_client, params, field):
-    response = auditor_client.get(reverse("audit:report-permissions"), params)
+    response = auditor_client.get(reverse("agents:report-permissions"), params)
     assert_status(response, 400)
     assert field in response.json()
 
@@ -172,11 +172,11 @@ def test_report_query_count_does_not_grow_with_agents(count, member, django_asse
 
 def test_report_api_query_count_is_the_same_for_3_and_30_agents(auditor_client, member):
     # The first request also stamps the token's last_used_at; count the steady state.
-    assert_status(auditor_client.get(reverse("audit:report-permissions")), 200)
+    assert_status(auditor_client.get(reverse("agents:report-permissions")), 200)
     counts = []
     for count in (3, 27):
         _agents_with_history(count, member)
         with CaptureQueriesContext(connection) as queries:
-            assert_status(auditor_client.get(reverse("audit:report-permissions"), {"format": "csv"}), 200)
+            assert_status(auditor_client.get(reverse("agents:report-permissions"), {"format": "csv"}), 200)
         counts.append(len(queries))
     assert counts[0] == counts[1]

@@ -1,8 +1,8 @@
-"""OpenAPI pieces shared by every app: error bodies, declared statuses and the two bearer schemes."""
+"""OpenAPI pieces shared by every app: error bodies and declared statuses. The security schemes live with the
+authentication classes they describe (agents/authentication.py)."""
 
 from __future__ import annotations
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -77,35 +77,3 @@ class AutoSchema(SpectacularAutoSchema):
             return super().get_serializer_name(serializer, direction)
         outer = outer.rpartition(".")[2].removesuffix("Api")
         return outer + inner.removesuffix("Serializer")
-
-
-class AgentTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "coderauth.authentication.AgentTokenAuthentication"
-    name = "agentToken"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "Agent token `cda_...` (also accepted in the `Coder-Session-Token` header).",
-        }
-
-
-class UserTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "coderauth.authentication.UserTokenAuthentication"
-    name = "userToken"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "User session or API token `cdu_...` (also accepted in `Coder-Session-Token`).",
-        }
-
-
-class UserSessionScheme(OpenApiAuthenticationExtension):
-    target_class = "coderauth.authentication.UserSessionAuthentication"
-    name = "cookieAuth"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "cookie", "name": "sessionid"}

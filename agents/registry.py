@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from coderauth.authentication import AgentTokenAuthentication
+from agents.authentication import AgentTokenAuthentication
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,3 @@ def route_entries() -> list[RouteEntry]:
             )
         )
     return entries
-
-
-def agent_route_scopes() -> dict[str, str | None]:
-    return {entry.route: entry.required_scope for entry in route_entries() if entry.agent_reachable}

@@ -1,4 +1,4 @@
-"""The API's error shape (DESIGN.md §4): JSON with `detail`, field errors for bad input."""
+"""The API's error shape: JSON with `detail`, field errors for bad input. The one place domain errors become HTTP."""
 
 from __future__ import annotations
 
@@ -13,29 +13,19 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from core.exceptions import ApplicationError, InvalidInput, NotPermitted, ObjectNotFound
 
-class ServiceError(Exception):
-    """A business-rule refusal raised by a service; views turn it into a JSON error."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-
-    def __init__(self, detail: str, *, field: str | None = None, extra: dict | None = None):
-        super().__init__(detail)
-        self.detail = detail
-        self.field = field
-        self.extra = extra or {}
+# Each domain error's status. The base class (a refusal no subclass names) is bad input.
+STATUS_BY_ERROR: tuple[tuple[type[ApplicationError], int], ...] = (
+    (ObjectNotFound, status.HTTP_404_NOT_FOUND),
+    (NotPermitted, status.HTTP_403_FORBIDDEN),
+    (InvalidInput, status.HTTP_400_BAD_REQUEST),
+    (ApplicationError, status.HTTP_400_BAD_REQUEST),
+)
 
 
-class ServiceValidationError(ServiceError):
-    status_code = status.HTTP_400_BAD_REQUEST
-
-
-class ServicePermissionDenied(ServiceError):
-    status_code = status.HTTP_403_FORBIDDEN
-
-
-class ServiceNotFound(ServiceError):
-    status_code = status.HTTP_404_NOT_FOUND
+def status_for(error: ApplicationError) -> int:
+    return next(code for kind, code in STATUS_BY_ERROR if isinstance(error, kind))
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -45,11 +35,12 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 def api_exception_handler(exc, context):
-    if isinstance(exc, ServiceError):
+    if isinstance(exc, ApplicationError):
+        code = status_for(exc)
         body = {"detail": exc.detail, **exc.extra}
-        if exc.field and exc.status_code == status.HTTP_400_BAD_REQUEST:
+        if exc.field and code == status.HTTP_400_BAD_REQUEST:
             body[exc.field] = [exc.detail]
-        return Response(body, status=exc.status_code)
+        return Response(body, status=code)
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, DjangoValidationError):

@@ -1,12 +1,13 @@
-"""Reads, restricted to what the principal may see: another member's objects are a 404."""
+"""Reads of workspaces, agents and tokens, restricted to what the principal may see: another member's objects are
+not found (ObjectNotFound, a 404 in the API and the pages)."""
 
 from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
-from django.http import Http404
 
 from agents.models import AgentToken, AppStatus, UserToken, Workspace, WorkspaceAgent
-from policies.roles import can_read_everything
+from core.exceptions import ObjectNotFound
+from core.roles import can_read_everything
 
 
 def workspace_list_for(*, user) -> QuerySet[Workspace]:
@@ -21,7 +22,7 @@ def workspace_list_for(*, user) -> QuerySet[Workspace]:
 def workspace_get_for(*, user, workspace_id) -> Workspace:
     workspace = workspace_list_for(user=user).filter(pk=workspace_id).first()
     if workspace is None:
-        raise Http404
+        raise ObjectNotFound("No such workspace.")
     return workspace
 
 
@@ -33,7 +34,7 @@ def agent_get_for(*, user, agent_id) -> WorkspaceAgent:
         queryset = queryset.filter(workspace__owner=user)
     agent = queryset.filter(pk=agent_id).first()
     if agent is None:
-        raise Http404
+        raise ObjectNotFound("No such agent.")
     return agent
 
 
@@ -44,7 +45,7 @@ def agent_token_list(*, agent: WorkspaceAgent) -> QuerySet[AgentToken]:
 def agent_token_get(*, agent: WorkspaceAgent, token_id) -> AgentToken:
     token = AgentToken.objects.filter(agent=agent, pk=token_id).first()
     if token is None:
-        raise Http404
+        raise ObjectNotFound("No such token.")
     return token
 
 
@@ -59,5 +60,5 @@ def user_token_list(*, user) -> QuerySet[UserToken]:
 def user_token_get(*, user, token_id) -> UserToken:
     token = UserToken.objects.filter(user=user, pk=token_id).first()
     if token is None:
-        raise Http404
+        raise ObjectNotFound("No such token.")
     return token

@@ -1,4 +1,5 @@
-"""Request id and audit context for every request; JSON errors for everything under /api/."""
+"""Request id and audit context for every request; JSON errors for everything under /api/, the site's 404 page
+for a page whose object is not found."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework.throttling import BaseThrottle
 
-from coderauth import request_context
+from core import request_context
+from core.exceptions import ObjectNotFound
 
 logger = logging.getLogger(__name__)
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -94,6 +97,9 @@ class ApiErrorMiddleware:
 
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
+            # A page asked a selector for something the user may not see: the site's 404 page.
+            if isinstance(exception, ObjectNotFound):
+                return page_not_found(request, Http404(exception.detail))
             return None
         if isinstance(exception, RequestDataTooBig):
             return JsonResponse({"detail": "Request body too large."}, status=413)

@@ -1,0 +1,151 @@
+"""Who is calling: an agent token resolved to its AgentPrincipal, a user token to its user.
+
+Checks run in a fixed order, cheapest first: format and checksum (no database, done by the caller with
+core.tokens) -> one digest lookup -> revoked -> expired -> owner active. Unknown, revoked and expired tokens
+end the same way (None) to guard against enumeration; only the audit trail and the log tell them apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from agents.models import AgentToken, UserToken
+from audit import actions
+from audit.services import audit_record
+from core import tokens
+from core.db import prepared_statement_cursor
+from policies.principals import AgentPrincipal
+
+logger = logging.getLogger(__name__)
+
+# One statement per request, prepared once per connection: an indexed equality lookup that also resolves
+# the effective mode (override, else workspace), and records the use when the last record is older than the
+# resolution. The CTE's UPDATE matches nothing on most requests, so there is no write per request;
+# the SELECT reads the snapshot from before it.
+_AGENT_TOKEN_SQL = """
+WITH touched AS (
+    UPDATE agents_agenttoken SET last_used_at = %(now)s
+    WHERE digest = %(digest)s AND revoked_at IS NULL AND expires_at > %(now)s
+      AND (last_used_at IS NULL OR last_used_at < %(touch_before)s)
+    RETURNING id
+)
+SELECT t.id, t.hint, t.scopes, t.expires_at, t.revoked_at, t.parent_id,
+       a.id, a.name, w.id, w.name, u.id, u.username,
+       COALESCE(agent_mode.name, workspace_mode.name),
+       COALESCE(agent_mode.scopes, workspace_mode.scopes),
+       u.is_active
+FROM agents_agenttoken t
+JOIN agents_workspaceagent a ON a.id = t.agent_id
+JOIN agents_workspace w ON w.id = a.workspace_id
+JOIN auth_user u ON u.id = w.owner_id
+JOIN policies_permissionmode workspace_mode ON workspace_mode.name = w.permission_mode
+LEFT JOIN policies_permissionmode agent_mode ON agent_mode.name = a.permission_mode
+WHERE t.digest = %(digest)s
+"""
+
+
+def _should_touch(last_used_at: datetime | None, now: datetime) -> bool:
+    return last_used_at is None or now - last_used_at >= settings.CODERAUTH_LAST_USED_RESOLUTION
+
+
+def agent_principal_resolve(*, raw_token: str) -> AgentPrincipal | None:
+    """The principal of a well-formed `cda_` token, in one query; None when it is unknown, revoked or expired,
+    or its workspace owner is inactive. A known token refused for a reason is audited (rate-limited)."""
+    now = timezone.now()
+    with prepared_statement_cursor() as cursor:
+        cursor.execute(
+            _AGENT_TOKEN_SQL,
+            {
+                "digest": tokens.digest(raw_token),
+                "now": now,
+                "touch_before": now - settings.CODERAUTH_LAST_USED_RESOLUTION,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        # Nobody issued it: no principal to audit, so the log gets the hint only.
+        logger.warning("Unknown agent token presented: %s", tokens.display_hint(raw_token))
+        return None
+
+    (
+        token_id,
+        hint,
+        token_scopes,
+        expires_at,
+        revoked_at,
+        parent_id,
+        agent_id,
+        agent_name,
+        workspace_id,
+        workspace_name,
+        owner_id,
+        owner_username,
+        mode_name,
+        mode_scopes,
+        owner_active,
+    ) = row
+    if revoked_at is not None or expires_at <= now or not owner_active:
+        reason = "revoked" if revoked_at is not None else ("expired" if expires_at <= now else "owner_inactive")
+        agent_token_rejection_record(
+            token_id=token_id, hint=hint, agent_id=agent_id, workspace_id=workspace_id, reason=reason
+        )
+        return None
+
+    return AgentPrincipal(
+        token_id=token_id,
+        token_hint=hint,
+        token_scopes=frozenset(token_scopes),
+        token_expires_at=expires_at,
+        parent_id=parent_id,
+        agent_id=agent_id,
+        agent_name=agent_name,
+        workspace_id=workspace_id,
+        workspace_name=workspace_name,
+        owner_id=owner_id,
+        owner_username=owner_username,
+        mode_name=mode_name,
+        mode_scopes=frozenset(mode_scopes),
+    )
+
+
+def agent_token_rejection_record(*, token_id, hint: str, agent_id, workspace_id, reason: str) -> None:
+    """A known token after expiry or revocation may be a leak: worth an audit event, at most one per token
+    per CODERAUTH_LAST_USED_RESOLUTION so a replay loop cannot flood the audit table. Every attempt is logged."""
+    logger.warning("Rejected agent token presented: %s (%s)", hint, reason)
+    now = timezone.now()
+    with transaction.atomic():
+        first_in_period = (
+            AgentToken.objects.filter(pk=token_id)
+            .filter(
+                models.Q(last_rejected_at__isnull=True)
+                | models.Q(last_rejected_at__lte=now - settings.CODERAUTH_LAST_USED_RESOLUTION)
+            )
+            .update(last_rejected_at=now)
+        )
+        if first_in_period:
+            audit_record(
+                action=actions.AGENT_TOKEN_REJECTED,
+                actor_type="agent",
+                actor=str(agent_id),
+                workspace_id=workspace_id,
+                agent_id=agent_id,
+                details={"token_id": str(token_id), "token_hint": hint, "reason": reason},
+            )
+
+
+def user_token_resolve(*, raw_token: str) -> UserToken | None:
+    """The live token (with its user) of a well-formed `cdu_` token, or None; records the use once a resolution."""
+    token = UserToken.objects.select_related("user").filter(digest=tokens.digest(raw_token)).first()
+    now = timezone.now()
+    if token is None or not token.is_live(now) or not token.user.is_active:
+        if token is None:
+            logger.warning("Unknown user token presented: %s", tokens.display_hint(raw_token))
+        return None
+    if _should_touch(token.last_used_at, now):
+        UserToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token
