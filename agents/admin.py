@@ -30,23 +30,15 @@ from agents.services.users import (
     user_admin_delete_many,
     user_admin_save_record,
 )
+from core.admin import ReadOnlyModelAdmin
 
 User = get_user_model()
 
 
-class ReadOnlyTokenAdmin(admin.ModelAdmin):
+class ReadOnlyTokenAdmin(ReadOnlyModelAdmin):
     """Tokens are issued and revoked through the API or UI so that each change is audited."""
 
     exclude = ("digest",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AgentToken)
@@ -60,19 +52,6 @@ class AgentTokenAdmin(ReadOnlyTokenAdmin):
 class UserTokenAdmin(ReadOnlyTokenAdmin):
     list_display = ("hint", "name", "user", "kind", "created_at", "expires_at", "revoked_at", "last_used_at")
     list_filter = ("kind",)
-
-
-class ReadOnlyModelAdmin(admin.ModelAdmin):
-    """Changes go through services (and so through the audit trail); the admin only shows rows."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Workspace)

@@ -138,6 +138,6 @@ class ChainWalk:
 
 
 def archive_line(row: dict[str, Any]) -> str:
-    """One JSONL line of an archive or export: DESIGN.md §7 keys, canonical values, key order of FIELDS."""
+    """One JSONL line of an archive or export: docs/audit.md keys, canonical values, key order of FIELDS."""
     fields = canonical_fields(row)
     return json.dumps({name: fields[name] for name in FIELDS}, separators=(",", ":"), ensure_ascii=True)

@@ -1,4 +1,4 @@
-"""Who may read the audit log and the reports: admins and auditors (DESIGN.md §2, §5)."""
+"""Who may read the audit log and the reports: admins and auditors (docs/concepts.md)."""
 
 from __future__ import annotations
 

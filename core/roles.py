@@ -1,4 +1,4 @@
-"""User roles (DESIGN.md §2): admin wins over auditor; everyone else is a member."""
+"""User roles (docs/concepts.md): admin wins over auditor; everyone else is a member."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The identifiable token format of DESIGN.md §3 and its keyed digest.
+"""The identifiable token format (docs/concepts.md), its keyed digest, and token lifetimes.
 
 A token is ``<prefix><30 random base62><6 base62 CRC32 of the random part>``. The
 checksum lets us reject typos and forged strings before touching the database, and
@@ -12,9 +12,12 @@ import hmac
 import secrets
 import zlib
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from django.conf import settings
+
+from core.exceptions import InvalidInput
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _ALPHABET_SET = frozenset(ALPHABET)
@@ -86,3 +89,14 @@ def display_hint(token: str) -> str:
     """Safe to show and log: the prefix and the last four characters."""
     prefix = token[:4] if kind_of(token) else ""
     return f"{prefix}…{token[-4:]}"
+
+
+def lifetime(*, seconds: int | None, default: timedelta, maximum: timedelta) -> timedelta:
+    """The lifetime asked for (the default when none is), refused above the maximum rather than cut short."""
+    chosen = default if seconds is None else timedelta(seconds=seconds)
+    if chosen > maximum:
+        limit = int(maximum.total_seconds())
+        raise InvalidInput(
+            f"A token may live at most {limit} seconds ({limit // 86400} days).", field="lifetime_seconds"
+        )
+    return chosen

@@ -1,4 +1,4 @@
-"""Agent scopes and the built-in permission modes (DESIGN.md §2)."""
+"""Agent scopes and the built-in permission modes (docs/concepts.md)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from policies.scopes import ALL_SCOPES, BUILTIN_MODES, MODE_ALIASES, ordered
 
 
 def agent_access_denied_record(*, principal, route: str, method: str, scope: str, denied_by: str) -> None:
-    """Every 403 on an agent route is evidence worth keeping (DESIGN.md §7), with the token's scopes so an
+    """Every 403 on an agent route is evidence worth keeping (docs/audit.md), with the token's scopes so an
     auditor can tell a mode refusal from a narrow token's."""
     with transaction.atomic():
         audit_record(

@@ -26,7 +26,7 @@ def _agent_url(agent) -> str:
 
 
 def test_mode_change_bites_an_already_issued_token_on_its_next_request(member_client, workspace, agent_client):
-    """Modes are evaluated at request time: no token outlives a tightening (DESIGN.md §2 'effective mode')."""
+    """Modes are evaluated at request time: no token outlives a tightening (docs/concepts.md, "effective mode")."""
     assert_status(agent_client.get(reverse(GITSSHKEY)), 200)
 
     response = member_client.patch(
@@ -151,7 +151,7 @@ def test_unknown_mode_is_a_400_with_a_field_error(member_client, workspace):
 
 
 def test_another_member_gets_404_on_every_workspace_agent_and_token_route(other_member_client, workspace, agent):
-    """Objects of another user's workspace do not exist for a member (no existence leak, DESIGN.md §4)."""
+    """Objects of another user's workspace do not exist for a member (no existence leak, docs/concepts.md)."""
     token = agent_token_issue(actor=workspace.owner, agent=agent)
     calls = [
         ("get", reverse("agents:workspace-detail", args=[workspace.pk]), None),
@@ -237,7 +237,7 @@ def test_admin_may_make_any_change(admin_client, admin_user, workspace, agent):
 
 
 def test_auditor_is_refused_every_write(auditor_client, workspace, agent):
-    """Auditors read everything and change nothing (DESIGN.md §2): every write is a 403."""
+    """Auditors read everything and change nothing (docs/concepts.md): every write is a 403."""
     token = agent_token_issue(actor=workspace.owner, agent=agent)
     writes = [
         ("post", reverse("agents:workspace-list"), {"name": "audit-ws"}),
@@ -262,7 +262,7 @@ def test_auditor_is_refused_every_write(auditor_client, workspace, agent):
     assert not Workspace.objects.filter(name="audit-ws").exists()
 
 
-# --- Workspace creation rules (DESIGN.md §5) ---------------------------------------------------------
+# --- Workspace creation rules (docs/concepts.md) ---------------------------------------------------------
 
 
 def test_workspace_names_are_unique_per_owner(member_client, other_member_client):

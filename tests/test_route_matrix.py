@@ -1,6 +1,6 @@
-"""The permission matrix: every agent route × permission mode × token state → the status of DESIGN.md §4.
+"""The permission matrix: every agent route × permission mode × token state → the status of docs/concepts.md.
 
-The expected status comes from an oracle written here from DESIGN.md §2 and §5 (the route → scope table
+The expected status comes from an oracle written here from docs/concepts.md (the route → scope table
 and the modes table), deliberately not from agents.registry or policies.scopes, so a wrong declaration
 in the code cannot also make the test agree with it.
 """
@@ -26,12 +26,12 @@ from tests.factories import AgentFactory, CustomModeFactory, UserFactory, Worksp
 
 pytestmark = pytest.mark.django_db
 
-# --- The oracle, copied from DESIGN.md -------------------------------------------------------------
+# --- The oracle, written from docs/concepts.md -------------------------------------------------------------
 
 CONNECT, REPORT, GITSSHKEY, EXTERNAL_AUTH = "agent:connect", "agent:report", "agent:gitsshkey", "agent:external-auth"
 ANY_VALID_TOKEN = None  # routes any valid agent token may call (child tokens, self-revoke)
 
-# DESIGN.md §2 modes table, plus the custom mode the factory creates.
+# docs/concepts.md modes table, plus the custom mode the factory creates.
 MODE_SCOPES: dict[str, frozenset[str]] = {
     "default": frozenset({CONNECT, REPORT, GITSSHKEY, EXTERNAL_AUTH}),
     "no-user-data": frozenset({CONNECT, REPORT}),
@@ -66,7 +66,7 @@ class Route:
     needs_token_id: bool = False
 
 
-# DESIGN.md §5 "Agent routes" table.
+# docs/concepts.md "Agent routes" table.
 ROUTES = [
     Route("manifest", "get", "agents:agent-manifest", CONNECT, 200),
     Route(
@@ -96,7 +96,7 @@ ROUTES = [
 
 
 def expected_status(route: Route, mode_name: str, state: str) -> int:
-    """DESIGN.md §4: bad or missing credentials 401; allowed = token scopes ∩ mode scopes, else 403."""
+    """docs/concepts.md: bad or missing credentials 401; allowed = token scopes ∩ mode scopes, else 403."""
     token_scopes = TOKEN_SCOPES[state]
     if token_scopes is None:
         return 401
@@ -269,7 +269,7 @@ def test_coder_session_token_header_is_equivalent(route: Route, mode_name: str):
 @pytest.mark.parametrize("parameter", ["token", "access_token", "coder_session_token", "session_token", "api_key"])
 @pytest.mark.parametrize("route", ROUTES, ids=[route.name for route in ROUTES])
 def test_token_in_query_string_is_not_accepted(route: Route, parameter: str):
-    """Query strings end up in proxy and server logs, so a token there must never authenticate (DESIGN §3)."""
+    """Query strings end up in proxy and server logs, so a token there must never authenticate (docs/concepts.md)."""
     world = build_world("default")
     client = APIClient()
     args = [world.token_ids["valid"]] if route.needs_token_id else []

@@ -1,4 +1,4 @@
-"""No plaintext secret anywhere in the database after the main flow (DESIGN.md §2-§3, issue 2)."""
+"""No plaintext secret anywhere in the database after the main flow (docs/concepts.md)."""
 
 from __future__ import annotations
 

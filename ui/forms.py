@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from django import forms
-from django.conf import settings
 
 from agents.apis.reports import PermissionsReportApi
 from policies.models import MODE_NAME_VALIDATOR
@@ -47,14 +46,8 @@ class AgentTokenIssueForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         required=True,
     )
-    lifetime_days = forms.IntegerField(label="Lifetime (days)", min_value=1, initial=30)
-
-    def clean_lifetime_days(self) -> int:
-        days = self.cleaned_data["lifetime_days"]
-        maximum = int(settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME.total_seconds() // 86400)
-        if days > maximum:
-            raise forms.ValidationError(f"At most {maximum} days.")
-        return days
+    # Only a parse bound (far above any maximum); the service applies CODERAUTH_AGENT_TOKEN_MAX_LIFETIME.
+    lifetime_days = forms.IntegerField(label="Lifetime (days)", min_value=1, max_value=100 * 365, initial=30)
 
 
 class PermissionModeCreateForm(forms.Form):

@@ -90,6 +90,16 @@ def workspace_names(*, user, ids) -> dict:
     return dict(workspace_list_for(user=user).filter(pk__in=ids).values_list("id", "name"))
 
 
+def agent_labels(*, user, ids) -> dict:
+    """ "agent in workspace" for the visible agents among `ids` (audit rows carry ids only), in one query.
+    An agent deleted since keeps showing as its id."""
+    ids = {agent_id for agent_id in ids if agent_id}
+    if not ids:
+        return {}
+    rows = agent_list_for(user=user).filter(pk__in=ids).values_list("id", "name", "workspace__name")
+    return {agent_id: f"{name} in {workspace}" for agent_id, name, workspace in rows}
+
+
 def workspace_events_recent(*, workspace: Workspace, limit: int = 20) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(workspace_id=workspace.id).order_by("-id")[:limit])
 

@@ -1,4 +1,4 @@
-"""Writes of the web UI itself: only the audit of browser logins (DESIGN.md §7 records every login)."""
+"""Writes of the web UI itself: only the audit of browser logins (docs/audit.md records every login)."""
 
 from __future__ import annotations
 

@@ -9,9 +9,11 @@ from django.db import transaction
 from django.db.models import Q
 
 from agents.models import AgentToken, UserToken
+from audit import actions
 from audit.services import audit_record
 
 TOKEN_MODELS = {"agent_token": AgentToken, "user_token": UserToken}
+PURGED_ACTIONS = {"agent_token": actions.AGENT_TOKEN_PURGED, "user_token": actions.USER_TOKEN_PURGED}
 
 
 def _dead_before(cutoff: datetime) -> Q:
@@ -39,7 +41,7 @@ def dead_tokens_purge_batch(*, kind: str, dead_before: datetime, batch_size: int
             return 0
         deleted, _ = model.objects.filter(pk__in=ids).delete()
         audit_record(
-            action=f"{kind}.purged",
+            action=PURGED_ACTIONS[kind],
             actor_type="system",
             actor="purge_tokens",
             details={"count": deleted, "dead_before": dead_before.isoformat()},

@@ -72,14 +72,11 @@ def agent_token_issue(
             f"Scopes outside the agent's mode '{agent.effective_permission_mode.name}': {', '.join(ordered(outside))}.",
             field="scopes",
         )
-    lifetime = (
-        settings.CODERAUTH_AGENT_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    lifetime = tokens.lifetime(
+        seconds=lifetime_seconds,
+        default=settings.CODERAUTH_AGENT_TOKEN_LIFETIME,
+        maximum=settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME,
     )
-    if lifetime > settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME:
-        raise InvalidInput(
-            f"lifetime_seconds may be at most {int(settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME.total_seconds())}.",
-            field="lifetime_seconds",
-        )
     with transaction.atomic():
         issued = _create(
             agent_id=agent.id, name=name, scopes=requested, expires_at=timezone.now() + lifetime, created_by=actor

@@ -14,7 +14,6 @@ from agents.models import ExternalAuthLink, GitSSHKey, UserToken, live_token_q
 from audit import actions
 from audit.services import audit_record
 from core import tokens
-from core.exceptions import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -68,14 +67,11 @@ def user_login(*, username: str, password: str) -> IssuedUserToken:
 
 
 def user_token_issue(*, user, name: str, lifetime_seconds: int | None = None) -> IssuedUserToken:
-    lifetime = (
-        settings.CODERAUTH_USER_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
+    lifetime = tokens.lifetime(
+        seconds=lifetime_seconds,
+        default=settings.CODERAUTH_USER_TOKEN_LIFETIME,
+        maximum=settings.CODERAUTH_USER_TOKEN_MAX_LIFETIME,
     )
-    if lifetime > settings.CODERAUTH_USER_TOKEN_MAX_LIFETIME:
-        raise InvalidInput(
-            f"lifetime_seconds may be at most {int(settings.CODERAUTH_USER_TOKEN_MAX_LIFETIME.total_seconds())}.",
-            field="lifetime_seconds",
-        )
     with transaction.atomic():
         issued = _issue(user=user, kind=UserToken.KIND_API, name=name, lifetime=lifetime)
         audit_record(

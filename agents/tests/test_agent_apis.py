@@ -73,7 +73,7 @@ def test_gitauth_needs_a_url(agent_client, providers):
 
 
 def test_every_user_data_read_is_audited_without_the_secret(agent_client, agent, providers):
-    """DESIGN.md §7: every access to user data by an agent is recorded (route, token, mode) — never the secret."""
+    """docs/audit.md: every access to user data by an agent is recorded (route, token, mode) — never the secret."""
     assert_status(agent_client.get(reverse("agents:agent-gitsshkey")), 200)
     assert_status(agent_client.get(reverse(EXTERNAL_AUTH) + "?id=github"), 200)
     assert_status(agent_client.get(reverse(GITAUTH) + "?url=https://github.com/a/b"), 200)

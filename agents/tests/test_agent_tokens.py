@@ -1,4 +1,4 @@
-"""Agent tokens (DESIGN.md §2, §5): issue by admin or owner, child tokens by agents, subtree revocation."""
+"""Agent tokens (docs/concepts.md): issue by admin or owner, child tokens by agents, subtree revocation."""
 
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ def test_manifest_reports_what_the_token_may_do_now(agent_client, agent, workspa
 
 
 def test_child_token_with_nothing_allowed_now_is_a_400(member, agent, workspace):
-    """A token whose every scope the mode now forbids cannot mint anything (DESIGN.md §5: none allowed → 400)."""
+    """A token whose every scope the mode now forbids cannot mint anything (docs/concepts.md: none allowed → 400)."""
     issued = agent_token_issue(actor=member, agent=agent, scopes=["agent:gitsshkey"])
     workspace.permission_mode = mode("no-user-data")
     workspace.save()

@@ -1,4 +1,4 @@
-"""Revoking a parent while a child is being minted must not leave the child alive (DESIGN.md §2)."""
+"""Revoking a parent while a child is being minted must not leave the child alive (docs/concepts.md)."""
 
 from __future__ import annotations
 

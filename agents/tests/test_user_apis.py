@@ -1,4 +1,4 @@
-"""User routes (DESIGN.md §5): login, me, user tokens, the user's git SSH key and external-auth links."""
+"""User routes (docs/concepts.md): login, me, user tokens, the user's git SSH key and external-auth links."""
 
 from __future__ import annotations
 

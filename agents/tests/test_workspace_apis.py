@@ -1,4 +1,4 @@
-"""Workspaces and agents (DESIGN.md §5): shapes, visibility per role, agent creation."""
+"""Workspaces and agents (docs/concepts.md): shapes, visibility per role, agent creation."""
 
 from __future__ import annotations
 

@@ -303,7 +303,7 @@ def test_bad_input_is_a_400_naming_the_field(auditor_client, params, field):
 
 
 def test_audit_reads_are_not_audit_events(auditor_client):
-    """Reading the log writes nothing: DESIGN §7 lists no read event, and a read must never fail on a write."""
+    """Reading the log writes nothing: docs/audit.md lists no read event, and a read must never fail on a write."""
     make_event()
     before = AuditEvent.objects.count()
     assert_status(auditor_client.get(reverse("audit:audit-list")), 200)

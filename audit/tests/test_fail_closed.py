@@ -1,4 +1,4 @@
-"""Fail closed (DESIGN.md §7): when the audit row cannot be written, the change it records does not happen."""
+"""Fail closed (docs/audit.md): when the audit row cannot be written, the change it records does not happen."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """coderauth's REST API as the MCP server uses it, and the narrow child tokens it runs on.
 
-Token plan (DESIGN.md §1, §6; issue 5 item 3). The parent agent token is used at start-up only:
+Token plan (docs/mcp.md). The parent agent token is used at start-up only:
 1. it reads the manifest (is the token valid, what may it do now),
 2. it mints the *renewal token*: a child holding only agent:connect + agent:report (what the manifest
    allows of those), living as long as the parent. It never makes an API call other than minting and

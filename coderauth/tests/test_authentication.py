@@ -1,4 +1,4 @@
-"""The two authentication flows (DESIGN.md §3-§4) and the agent hot path's query budget."""
+"""The two authentication flows (docs/concepts.md) and the agent hot path's query budget."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _unknown_token(kind: str) -> str:
 
 
 def test_agent_request_costs_one_query_for_authentication_and_authorization(agent_token, django_assert_max_num_queries):
-    """The hot path: one indexed lookup resolves token, agent, workspace, owner and effective mode (issue 2)."""
+    """The hot path: one indexed lookup resolves token, agent, workspace, owner and effective mode."""
     client = client_for_agent_token(agent_token)
     with django_assert_max_num_queries(1):
         assert_status(client.get(reverse(MANIFEST)), 200)  # first use, so last_used_at is written too
@@ -123,7 +123,7 @@ def test_user_token_last_used_at_is_not_written_on_every_request(member):
     ],
 )
 def test_malformed_agent_token_is_rejected_before_any_query(credential, django_assert_num_queries):
-    """Typos and forged strings never reach the database (DESIGN.md §3)."""
+    """Typos and forged strings never reach the database (docs/concepts.md)."""
     client = client_for_agent_token(credential)
     with django_assert_num_queries(0):
         response = client.get(reverse(MANIFEST))

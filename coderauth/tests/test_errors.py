@@ -1,4 +1,4 @@
-"""Errors under /api/ are JSON with a `detail`, never HTML and never a stack trace (DESIGN.md §4)."""
+"""Errors under /api/ are JSON with a `detail`, never HTML and never a stack trace (docs/concepts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The OpenAPI schema generates cleanly and declares every status a route can return (DESIGN.md §5)."""
+"""The OpenAPI schema generates cleanly and declares every status a route can return (docs/concepts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings from the environment: production refuses to start without SECRET_KEY (issue 2, item 2)."""
+"""Settings from the environment: production refuses to start without SECRET_KEY."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The identifiable token format and its keyed digest (DESIGN.md §3)."""
+"""The identifiable token format and its keyed digest (docs/concepts.md)."""
 
 from __future__ import annotations
 

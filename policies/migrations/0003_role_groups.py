@@ -1,4 +1,4 @@
-"""The role groups of DESIGN.md §2: `admin` and `auditor` (members need no group)."""
+"""The role groups (docs/concepts.md): `admin` and `auditor` (members need no group)."""
 
 from django.db import migrations
 

@@ -1,4 +1,4 @@
-"""Permission modes API (DESIGN.md §5): everyone lists, admins manage custom modes, built-ins never change."""
+"""Permission modes API (docs/concepts.md): everyone lists, admins manage custom modes, built-ins never change."""
 
 from __future__ import annotations
 

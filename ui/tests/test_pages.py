@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from agents.models import AppStatus
 from audit.models import AuditEvent
@@ -229,3 +230,14 @@ def test_sign_in_form_is_throttled_like_the_api_login(anonymous_web, member):
     assert response.status_code == 429
     assert "Too many sign-in attempts" in response.content.decode()
     assert "_auth_user_id" not in anonymous_web.session
+
+
+def test_audit_log_names_agent_actors_instead_of_their_ids(auditor_web, workspace, agent, agent_token):
+    reader = APIClient()
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_token}")
+    assert reader.get(reverse("agents:agent-gitsshkey")).status_code == 200
+    event = AuditEvent.objects.filter(action="agent.user_data_accessed").get()
+    listing = auditor_web.get(reverse("ui:audit")).content.decode()
+    assert f"agent: {agent.name} in {workspace.name}" in listing
+    detail = auditor_web.get(reverse("ui:audit-detail", args=[event.id])).content.decode()
+    assert f"{agent.name} in {workspace.name}" in detail

@@ -1,4 +1,4 @@
-"""Web sessions and the raw-data Django admin (issue 4, items 1 and 10)."""
+"""Web sessions and the raw-data Django admin."""
 
 from __future__ import annotations
 

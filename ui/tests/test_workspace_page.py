@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from agents.models import AgentToken, AppStatus
 from agents.services.tokens import agent_token_issue, agent_token_revoke
@@ -157,3 +158,13 @@ def test_revoke_from_the_full_list_returns_to_it(member_web, workspace, agent, m
     response = member_web.post(reverse("ui:agent-token-revoke", args=[agent.pk, issued.pk]), {"tokens": "all"})
     assert response["Location"] == reverse("ui:workspace-detail", args=[workspace.pk]) + "?tokens=all"
     assert AgentToken.objects.get(pk=issued.pk).revoked_at is not None
+
+
+def test_recent_events_say_what_a_user_data_read_was(member_web, workspace, agent, agent_token):
+    """A read has no scope to name: the row says what was read instead of "… needs" with nothing after it."""
+    reader = APIClient()
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {agent_token}")
+    assert reader.get(reverse("agents:agent-gitsshkey")).status_code == 200
+    body = member_web.get(reverse("ui:workspace-detail", args=[workspace.pk])).content.decode()
+    assert "read <code>gitsshkey</code>" in body
+    assert "needs <code></code>" not in body

@@ -8,6 +8,7 @@ from django.views.generic import TemplateView
 from audit import actions
 from audit import selectors as audit_selectors
 from core.exceptions import ApplicationError
+from ui import selectors
 from ui.views.common import ReadersOnlyView
 
 # The API routes are the contract here; they accept this UI's session cookie.
@@ -42,6 +43,7 @@ class AuditListView(ReadersOnlyView, TemplateView):
         return {
             **super().get_context_data(**kwargs),
             "events": events,
+            "agent_names": selectors.agent_labels(user=self.request.user, ids={event.agent_id for event in events}),
             "next_cursor": next_cursor,
             "error": error,
             "actions": actions.ALL,
@@ -58,4 +60,6 @@ class AuditDetailView(ReadersOnlyView, TemplateView):
 
     def get_context_data(self, **kwargs):
         event = audit_selectors.audit_event_get(event_id=kwargs["event_id"])
-        return {**super().get_context_data(**kwargs), "event": event}
+        names = selectors.agent_labels(user=self.request.user, ids={event.agent_id})
+        agent_name = names.get(event.agent_id) if event.actor_type == "agent" else None
+        return {**super().get_context_data(**kwargs), "event": event, "agent_name": agent_name}

@@ -1,0 +1,18 @@
+"""Admin building blocks that know no app."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Changes go through services (and so through the audit trail); the admin only shows rows."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
