@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: run test browser install db-start db-stop demo-reset lint format bench bench-export bench-auth clean
+.PHONY: run manage test browser screenshots install db-start db-stop demo-reset lint format bench bench-export bench-auth clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -21,12 +21,22 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
-# Run the app on http://$(HOST):$(PORT) with an idempotent demo.
+# Run the app on http://$(HOST):$(PORT) with an idempotent demo. A DATABASE_URL whose database
+# does not exist yet gets it created.
 run: install
-	@DEBUG=$${DEBUG:-true} scripts/with-database.sh sh -c '\
+	@DEBUG=$${DEBUG:-true} scripts/with-database.sh --create-database sh -c '\
 		$(BIN)/python manage.py migrate --no-input && \
 		$(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)/ && \
 		exec $(BIN)/python manage.py runserver $(HOST):$(PORT)'
+
+# Any manage.py command against the database and the development defaults of `make run`, e.g.
+#   make manage ARGS="createsuperuser"    make manage ARGS="verify_audit"    make manage ARGS="shell"
+# Pending migrations are applied first, as `make run` does. While `make run` is up it shares its
+# embedded PostgreSQL and leaves it running.
+manage: install
+	@DEBUG=$${DEBUG:-true} scripts/with-database.sh --create-database sh -c '\
+		{ $(BIN)/python manage.py migrate --check -v 0 >/dev/null 2>&1 || $(BIN)/python manage.py migrate --no-input; } && \
+		exec $(BIN)/python manage.py "$$@"' manage $(ARGS)
 
 # The browser tests drive Debian's Chromium through Playwright; no browser is ever downloaded.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -38,8 +48,12 @@ browser:
 test: install browser lint
 	@scripts/with-database.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Regenerate docs/screenshots/*.png: the browser tests seed a demo and photograph its pages.
+screenshots: install browser
+	@CODERAUTH_SCREENSHOTS=1 scripts/with-database.sh $(BIN)/python -m pytest tests/browser/test_screenshots.py -q
+
 demo-reset: install
-	@DEBUG=$${DEBUG:-true} scripts/with-database.sh $(BIN)/python manage.py seed_demo --reset --url http://$(HOST):$(PORT)/
+	@DEBUG=$${DEBUG:-true} scripts/with-database.sh --create-database $(BIN)/python manage.py seed_demo --reset --url http://$(HOST):$(PORT)/
 
 db-start: install
 	@$(BIN)/python -m coderauth.embedded_db start

@@ -1,4 +1,5 @@
-"""The README's walk-through, step by step, on the literal paths it documents (the paths are the contract)."""
+"""The walk-through of docs/concepts.md, step by step, through Django's test client on the literal paths it
+documents (the paths are the contract). tests/test_docs.py runs the same blocks with curl against a live server."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _ok(response, status: int):
     return response.json() if response.content else None
 
 
-def test_readme_walk_through():
+def test_concepts_walk_through():
     admin = AdminFactory(username="admin")
 
     # 1. Log in.
