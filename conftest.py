@@ -1,4 +1,4 @@
-"""Fixtures for every test package: API clients per principal and token helpers."""
+"""Fixtures for every test package: users, a workspace and its agent, API clients per principal, agent tokens."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ from django.db.models.signals import post_migrate
 from rest_framework.test import APIClient
 
 from agents.services.tokens import agent_token_issue
-from agents.services.users import user_token_issue
-from tests.factories import AdminFactory, AgentFactory, AuditorFactory, UserFactory, WorkspaceFactory, ensure_builtins
+from tests.helpers.clients import client_for_agent_token, client_for_user
+from tests.helpers.factories import (
+    AdminFactory,
+    AgentFactory,
+    AuditorFactory,
+    UserFactory,
+    WorkspaceFactory,
+    ensure_builtins,
+)
 
 
 def _audit_truncate_guard(*, enabled: bool, using: str = "default") -> None:
@@ -79,20 +86,6 @@ def agent(workspace):
     return AgentFactory(workspace=workspace)
 
 
-def client_for_user(user) -> APIClient:
-    """An API client carrying a fresh user API token for `user`."""
-    issued = user_token_issue(user=user, name="test")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.plaintext}")
-    return client
-
-
-def client_for_agent_token(plaintext: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
-    return client
-
-
 @pytest.fixture
 def member_client(member) -> APIClient:
     return client_for_user(member)
@@ -122,9 +115,3 @@ def agent_token(agent, member):
 @pytest.fixture
 def agent_client(agent_token) -> APIClient:
     return client_for_agent_token(agent_token)
-
-
-def assert_status(response, expected: int) -> None:
-    """Assert a status code and show the body when it differs."""
-    body = getattr(response, "data", None) or response.content[:2000]
-    assert response.status_code == expected, f"expected {expected}, got {response.status_code}: {body!r}"

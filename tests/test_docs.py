@@ -19,7 +19,7 @@ from django.core.cache import cache
 
 from agents.models import AgentToken, Workspace
 from audit.models import AuditEvent
-from tests.factories import PASSWORD, AdminFactory
+from tests.helpers.factories import PASSWORD, AdminFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

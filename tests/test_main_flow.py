@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from agents.models import AgentToken
 from audit.models import AuditEvent
-from tests.factories import PASSWORD, AdminFactory
+from tests.helpers.factories import PASSWORD, AdminFactory
 
 pytestmark = pytest.mark.django_db
 

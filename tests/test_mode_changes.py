@@ -8,8 +8,9 @@ from django.urls import reverse
 from agents.models import AgentToken, Workspace, WorkspaceAgent
 from agents.services.tokens import agent_token_issue
 from audit.models import AuditEvent
-from conftest import assert_status, client_for_agent_token, client_for_user
-from tests.factories import AgentFactory, CustomModeFactory, WorkspaceFactory, mode
+from tests.helpers.clients import client_for_agent_token, client_for_user
+from tests.helpers.factories import AgentFactory, CustomModeFactory, WorkspaceFactory, mode
+from tests.helpers.responses import assert_status
 
 pytestmark = pytest.mark.django_db
 

@@ -21,8 +21,8 @@ from agents.services.tokens import agent_child_token_issue, agent_token_issue, a
 from agents.services.user_data import external_auth_link_set, git_ssh_key_get_or_create, git_ssh_private_key
 from agents.services.users import user_token_issue
 from audit.models import AuditEvent
-from conftest import assert_status
-from tests.factories import AgentFactory, CustomModeFactory, UserFactory, WorkspaceFactory, mode
+from tests.helpers.factories import AgentFactory, CustomModeFactory, UserFactory, WorkspaceFactory, mode
+from tests.helpers.responses import assert_status
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,10 @@ from rest_framework.test import APIClient
 
 from agents.models import ExternalAuthLink, GitSSHKey
 from agents.services.user_data import git_ssh_private_key
-from conftest import assert_status, client_for_agent_token, client_for_user
 from core import crypto, tokens
-from tests.factories import PASSWORD
+from tests.helpers.clients import client_for_agent_token, client_for_user
+from tests.helpers.factories import PASSWORD
+from tests.helpers.responses import assert_status
 
 pytestmark = pytest.mark.django_db
 

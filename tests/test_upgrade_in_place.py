@@ -27,9 +27,9 @@ from rest_framework.test import APIClient
 from agents.models import AgentToken
 from audit import actions, chain
 from audit.models import AuditEvent
-from conftest import assert_status
 from core import crypto, tokens
 from tests.helpers.migrations import Migrator, Node
+from tests.helpers.responses import assert_status
 
 # The schema of the release before the newest migrations. Whoever adds a migration moves this forward to the
 # nodes the previous release shipped, so that the upgrade tested is the one installations make next.

@@ -13,8 +13,6 @@ import pytest
 from django.core.cache import cache
 
 CHROMIUM = os.environ.get("CODERAUTH_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-PASSWORD = "correct horse battery staple"
 
 
 def pytest_collection_modifyitems(items):
@@ -65,11 +63,3 @@ def page(browser, live_server):
     page = context.new_page()
     yield page
     context.close()
-
-
-def sign_in(page, username: str, password: str = PASSWORD) -> None:
-    page.goto("/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("heading", name="Dashboard").wait_for()

@@ -15,8 +15,8 @@ from playwright.sync_api import expect
 from agents.models import AppStatus
 from agents.services.tokens import agent_token_issue
 from policies.models import PermissionMode
-from tests.browser.conftest import SCREENSHOTS, sign_in
-from tests.factories import AdminFactory, AgentFactory, UserFactory, WorkspaceFactory, mode
+from tests.helpers.browser import SCREENSHOTS, sign_in
+from tests.helpers.factories import AdminFactory, AgentFactory, UserFactory, WorkspaceFactory, mode
 
 pytestmark = [
     pytest.mark.browser,

@@ -9,8 +9,8 @@ from playwright.sync_api import expect
 
 from agents.models import AgentToken, Workspace
 from agents.services.tokens import agent_token_issue
-from tests.browser.conftest import sign_in
-from tests.factories import AdminFactory, AgentFactory, AuditorFactory, UserFactory, WorkspaceFactory, mode
+from tests.helpers.browser import sign_in
+from tests.helpers.factories import AdminFactory, AgentFactory, AuditorFactory, UserFactory, WorkspaceFactory, mode
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

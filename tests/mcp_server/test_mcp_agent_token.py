@@ -16,9 +16,9 @@ from agents.models import AgentToken
 from agents.services.tokens import agent_token_issue
 from agents.services.workspaces import agent_mode_set
 from audit.models import AuditEvent
-from conftest import client_for_user
 from policies.services import permission_mode_create
-from tests.factories import AdminFactory, AgentFactory, UserFactory, WorkspaceFactory, mode
+from tests.helpers.clients import client_for_user
+from tests.helpers.factories import AdminFactory, AgentFactory, UserFactory, WorkspaceFactory, mode
 from tests.mcp_server.harness import (
     REPO_ROOT,
     START_TIMEOUT_SECONDS,

@@ -7,7 +7,7 @@ import pytest
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from agents.services.users import user_token_issue
 from coderauth.mcp.server import EXIT_CONFIG
-from tests.factories import AgentFactory, UserFactory, WorkspaceFactory
+from tests.helpers.factories import AgentFactory, UserFactory, WorkspaceFactory
 from tests.mcp_server.harness import run_server_process, run_session, server_env, structured, text_of, tool_names
 
 ALL_TOOLS = [

@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 
-
-def client_logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def count_queries(client, url, params=None) -> int:
-    """SQL queries one successful page load makes."""
-    with CaptureQueriesContext(connection) as context:
-        response = client.get(url, params or {})
-    assert response.status_code == 200, response.content[:500]
-    return len(context.captured_queries)
+from tests.helpers.clients import client_logged_in
 
 
 @pytest.fixture
