@@ -87,7 +87,8 @@ def run_main_flow(member, admin_user) -> dict[str, str]:
     assert response.data["token_extra"] == {"refresh_token": REFRESH_TOKEN}
 
     # Wrong, unknown and revoked presentations are logged or audited: never with the secret.
-    assert_status(client_for_agent_token(secrets["agent_token"][:-1] + "0").get(reverse("agents:agent-manifest")), 401)
+    forged = secrets["agent_token"][:-1] + ("0" if secrets["agent_token"][-1] != "0" else "1")  # never the real token
+    assert_status(client_for_agent_token(forged).get(reverse("agents:agent-manifest")), 401)
     secrets["unknown_agent_token"] = tokens.generate("agent").plaintext
     assert_status(client_for_agent_token(secrets["unknown_agent_token"]).get(reverse("agents:agent-manifest")), 401)
     secrets["unknown_user_token"] = tokens.generate("user").plaintext
