@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: run manage test browser screenshots install db-start db-stop demo-reset lint format bench bench-export bench-auth clean
+.PHONY: run manage test check-reliability check-mutants browser screenshots install db-start db-stop demo-reset lint format bench bench-export bench-auth clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -47,6 +47,15 @@ browser:
 # The whole suite against a throwaway database (pytest-django creates and drops it).
 test: install browser lint
 	@scripts/with-database.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long runs: races on every write path, database faults, two app servers, long schema fuzzing.
+check-reliability: install browser
+	@scripts/with-database.sh $(BIN)/python -m pytest -m reliability $(PYTEST_ARGS)
+
+# Mutation testing of the guards (scripts/mutants.py): each mutant must make the suite fail. Not run in CI
+# (about 20 minutes); docs/security.md records the kill rate.
+check-mutants: install
+	@scripts/with-database.sh $(BIN)/python scripts/mutants.py $(MUTANTS_ARGS)
 
 # Regenerate docs/screenshots/*.png: the browser tests seed a demo and photograph its pages.
 screenshots: install browser

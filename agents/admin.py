@@ -5,7 +5,7 @@ goes through agents.services.users and is audited in the same transaction. Group
 (`admin`, `auditor`): read-only here, and membership is edited on the user.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
@@ -29,6 +29,7 @@ from agents.services.users import (
     user_admin_delete,
     user_admin_delete_many,
     user_admin_save_record,
+    user_password_changed_record,
 )
 from core.admin import ReadOnlyModelAdmin
 
@@ -115,13 +116,24 @@ class UserAdmin(DjangoUserAdmin):
         user_admin_save_record(actor=request.user, user=user, before=before)
 
     def user_change_password(self, request, id, form_url=""):
-        # Django saves the new password outside a transaction; here it commits with its audit row or not at all.
+        # Django saves the new password outside a transaction; here it commits with its audit row
+        # (user.password_changed) and the revocation of the user's sessions and tokens, or not at all.
         with transaction.atomic():
             user = self.get_object(request, unquote(id))
-            before = user_account_snapshot(user_id=user.pk) if user is not None else None
+            hash_before = user.password if user is not None else None
             response = super().user_change_password(request, id, form_url)
-            if before is not None and request.method == "POST":
-                user_admin_save_record(actor=request.user, user=user, before=before)
+            if user is not None and request.method == "POST":
+                user.refresh_from_db(fields=["password"])
+                if user.password != hash_before:
+                    # Changing one's own password here keeps this session (Django has just re-keyed it).
+                    own = user.pk == request.user.pk
+                    revoked = user_password_changed_record(
+                        actor=request.user,
+                        user=user,
+                        method="admin",
+                        keep_session_key=request.session.session_key if own else None,
+                    )
+                    messages.info(request, f"Revoked for {user.get_username()}: {revoked.summary()}.")
         return response
 
     def get_deleted_objects(self, objs, request):

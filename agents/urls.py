@@ -5,6 +5,7 @@ from agents.apis import agent, reports, users, workspaces
 user_urlpatterns = [
     path("users/login", users.UserLoginApi.as_view(), name="user-login"),
     path("users/me", users.UserMeApi.as_view(), name="user-me"),
+    path("users/me/password", users.UserPasswordChangeApi.as_view(), name="user-password"),
     path("users/me/tokens", users.UserTokenListCreateApi.as_view(), name="user-token-list"),
     path("users/me/tokens/<uuid:token_id>", users.UserTokenRevokeApi.as_view(), name="user-token-detail"),
     path("users/me/gitsshkey", users.UserGitSSHKeyApi.as_view(), name="user-gitsshkey"),

@@ -3,6 +3,11 @@
 An archive is the chain's oldest rows, each checked as it is written, then a manifest line (count, first and
 last id, start hash, head, SHA-256 of the row lines). The `audit.archived` event recorded with it stays in the
 table, and the first remaining row chains to the archive's head, so verify_audit can start from there.
+
+Both the manifest and the event carry the same signed statement (audit/checkpoints.py), made with a key kept
+outside the database: without it, anyone who can delete rows could also record an `audit.archived` row that
+restarts the chain after them. The archive continues only from a start that is itself trusted, so it never
+signs over a forged one.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.db import connection, transaction
+from django.utils import timezone
 
-from audit import actions, chain
+from audit import actions, chain, checkpoints
 from audit.models import AuditEvent
-from audit.selectors import audit_chain_rows, audit_chain_start_hash
+from audit.selectors import audit_chain_rows
 from audit.services import audit_record, chain_lock
+from audit.verification import Trust, audit_chain_anchor
 from core.exceptions import ApplicationError
 
-ARCHIVE_FORMAT = "coderauth-audit-archive/1"
 PROGRESS_EVERY = 10_000
 
 
@@ -37,22 +43,26 @@ def audit_archive(
     before: datetime,
     archive: BinaryIO,
     path: Path,
+    signing_key: checkpoints.SigningKey,
+    trust: Trust,
     chunk_size: int = 2000,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict | None:
-    """Write every row older than `before` to `archive`, verified, then delete them, all in one transaction.
+    """Write every row older than `before` to `archive`, verified and signed, then delete them, in one transaction.
 
-    Returns the summary recorded in `audit.archived`, or None when no row is old enough. Raises
-    chain.ChainBroken when the rows to archive do not verify, and ArchiveFailed when the delete does not
-    match what was written; either way the transaction rolls back and no row leaves the log.
+    Returns the details recorded in `audit.archived` (the summary and its signed checkpoint), or None when no
+    row is old enough. Raises chain.ChainBroken when the chain's start is not trusted (checkpoints.UntrustedArchive)
+    or the rows to archive do not verify, and ArchiveFailed when the delete does not match what was written;
+    either way the transaction rolls back and no row leaves the log.
     """
     with transaction.atomic():
         # The writers' lock: no event can be appended while the chain's start moves.
         chain_lock()
+        anchor = audit_chain_anchor(trust=trust)
         # A contiguous prefix of the chain, all older than `before`: everything below the first
         # row at or after it (clock skew between app servers could interleave times otherwise).
         boundary = AuditEvent.objects.filter(time__gte=before).order_by("id").values_list("id", flat=True).first()
-        walk = chain.ChainWalk(start_hash=audit_chain_start_hash())
+        walk = chain.ChainWalk(start_hash=anchor.start_hash)
         body = hashlib.sha256()
         first_id = None
         # Closed here, not by the garbage collector: a failure must not leave the server-side cursor
@@ -77,7 +87,13 @@ def audit_archive(
             "sha256": body.hexdigest(),
             "file": path.name,
         }
-        manifest = {"format": ARCHIVE_FORMAT, "head": walk.head, **summary}
+        # The log's newest row, which audit.archived will chain to: under the lock, nothing comes between.
+        head_id, head_hash = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
+        statement = checkpoints.archive_statement(
+            archive=summary, head_id=head_id, head_hash=head_hash, time=timezone.now()
+        )
+        signed = checkpoints.checkpoint_sign(statement, key=signing_key)
+        manifest = {"format": chain.ARCHIVE_FORMAT, "head": walk.head, **summary, "checkpoint": signed}
         archive.write((json.dumps({"manifest": manifest}, sort_keys=True, separators=(",", ":")) + "\n").encode())
         archive.flush()
         os.fsync(archive.fileno())
@@ -85,11 +101,14 @@ def audit_archive(
 
         # Recorded before the delete so the event chains to the last archived row and stays as
         # the first remaining row when every row was archived.
-        audit_record(action=actions.AUDIT_ARCHIVED, actor_type="system", actor="archive_audit", details=summary)
+        details = {**summary, "checkpoint": signed}
+        event = audit_record(action=actions.AUDIT_ARCHIVED, actor_type="system", actor="archive_audit", details=details)
+        if event.prev_hash != head_hash:
+            raise ArchiveFailed("The audit.archived event did not chain to the head that was signed.")
         deleted = _delete_archived(first_id=first_id, last_id=walk.last_id)
         if deleted != walk.count:
             raise ArchiveFailed(f"Expected to remove {walk.count} rows, found {deleted}.")
-    return summary
+    return details
 
 
 def _delete_archived(*, first_id: int, last_id: int) -> int:

@@ -20,6 +20,9 @@ from uuid import UUID
 
 GENESIS_HASH = "0" * 64
 
+# The first key of an archive file's manifest line (archive_audit writes it, verify_audit --archive reads it).
+ARCHIVE_FORMAT = "coderauth-audit-archive/1"
+
 # pg_advisory_xact_lock key that serialises every append to the chain ("cdaudit" in ASCII).
 CHAIN_LOCK_KEY = 0x6364617564697400
 
@@ -93,10 +96,10 @@ def row_hash(row: dict[str, Any]) -> str:
 
 
 class ChainBroken(Exception):
-    """The first row at which the chain fails, and why."""
+    """The first row at which the chain fails, and why; `message` words a failure that is not one row's."""
 
-    def __init__(self, row_id: int, reason: str):
-        super().__init__(f"audit chain broken at row {row_id}: {reason}")
+    def __init__(self, row_id: int | None, reason: str, *, message: str | None = None):
+        super().__init__(message or f"audit chain broken at row {row_id}: {reason}")
         self.row_id = row_id
         self.reason = reason
 

@@ -196,19 +196,14 @@ def audit_event_get(*, event_id: int) -> AuditEvent:
     return event
 
 
-def audit_chain_start_hash() -> str:
-    """Where the stored chain must start: the head of the latest archive, else chain.GENESIS_HASH.
+def audit_chain_latest_archive() -> dict[str, Any] | None:
+    """The latest `audit.archived` row as the chain hashes it, or None: it says where the stored chain starts.
 
-    archive_audit records `audit.archived` (which stays in the table) with the hash of the last
-    row it removed, and the first remaining row chains to exactly that hash.
+    archive_audit records `audit.archived` (which stays in the table) with the hash of the last row it
+    removed, and the first remaining row chains to exactly that hash. Whether the row may be believed is
+    audit/checkpoints.py's question (archive_row_anchor).
     """
-    archived = (
-        AuditEvent.objects.filter(action=actions.AUDIT_ARCHIVED).order_by("-id").values_list("details", flat=True)
-    )
-    latest = archived.first()
-    if latest and isinstance(latest.get("archived_head"), str):
-        return latest["archived_head"]
-    return chain.GENESIS_HASH
+    return AuditEvent.objects.filter(action=actions.AUDIT_ARCHIVED).order_by("-id").values(*chain.FIELDS).first()
 
 
 def audit_chain_rows(*, before_id: int | None = None, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:

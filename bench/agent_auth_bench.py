@@ -306,6 +306,8 @@ def main() -> int:
         "SECRET_KEY": secrets.token_urlsafe(32),
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1,testserver",
+        # gunicorn on plain HTTP, no TLS proxy in front: no redirect to HTTPS.
+        "SERVED_OVER_HTTPS": "false",
         # Production-like: Django logs each 4xx as a warning; the server's output goes to a file.
         "LOG_LEVEL": "WARNING",
     }

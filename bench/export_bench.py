@@ -233,6 +233,8 @@ def main() -> int:
         "SECRET_KEY": secrets.token_urlsafe(32),
         "DEBUG": "false",
         "ALLOWED_HOSTS": "127.0.0.1",
+        # gunicorn on plain HTTP, no TLS proxy in front: no redirect to HTTPS.
+        "SERVED_OVER_HTTPS": "false",
         "LOG_LEVEL": "WARNING",
     }
     recreate_database(admin_url, args.database)

@@ -35,6 +35,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 CSRF_FAILURE_VIEW = "core.http.errors.csrf_failure"
 
 INSTALLED_APPS = [
+    # Before django.contrib.auth: the first app wins a command name, and agents' `changepassword` audits the
+    # change and revokes the user's sessions and tokens.
+    "agents",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -45,14 +48,18 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "policies",
-    "agents",
     "audit",
     "ui",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
+    # Cache-Control: no-store on every response of a view that hands out a token or a secret.
+    "core.http.no_store.NoStoreSecretsMiddleware",
     # Static files straight from the app process (after collectstatic), compressed and cacheable.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.http.middleware.RequestContextMiddleware",
@@ -108,6 +115,9 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "coderauth_cache",
+        # Past MAX_ENTRIES live rows Django drops a third of them, live throttle counters included: Django's
+        # default of 300 would let anyone who spreads guesses over many usernames wipe the counters.
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
     }
 }
 
@@ -151,6 +161,36 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("TRUST_X_FORWARDED_PROTO", default=False) else None
 )
 
+# Hardening: HTTPS, HSTS and the Content-Security-Policy.
+# HTTPS is on by default outside DEBUG: plain HTTP is redirected to HTTPS, and browsers are told (HSTS) to use
+# nothing else for a year. Behind a TLS proxy, set TRUST_X_FORWARDED_PROTO too, or every request looks like plain
+# HTTP and is redirected forever. `make run` (DEBUG, http://127.0.0.1) runs without it, and so do the tests
+# (settings_test.py: their client and live server speak plain HTTP).
+SERVED_OVER_HTTPS = env.bool("SERVED_OVER_HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SERVED_OVER_HTTPS)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 86400 if SERVED_OVER_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Preloading binds the whole registrable domain into browsers for months: the domain owner's decision, so it is
+# off unless asked for, and Django's reminder about it (security.W021) is silenced rather than answered for them.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# No inline script or style anywhere in the UI: everything comes from this origin's static files. The API docs
+# pages add the little they need in core/http/schema_views.py.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 
 REST_FRAMEWORK = {
@@ -165,9 +205,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.http.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "core.http.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_RATES": {
-        "login": env.str("CODERAUTH_LOGIN_THROTTLE_RATE", default="10/min"),
-    },
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 
@@ -189,6 +226,11 @@ SPECTACULAR_SETTINGS = {
 # rotating one does not force rotating the others.
 CODERAUTH_TOKEN_DIGEST_KEY = env.str("CODERAUTH_TOKEN_DIGEST_KEY", default="") or _derived_key("token-digest")
 CODERAUTH_ENCRYPTION_KEY = env.str("CODERAUTH_ENCRYPTION_KEY", default="") or _derived_key("encryption")
+# Key rotation (docs/operations.md, "Rotating keys"): keys that were current before, comma-separated, still
+# read while `rotate_keys` moves everything to the current key. Tokens stored under a previous digest key
+# authenticate (and move to the current key on first use); ciphertexts under a previous encryption key decrypt.
+CODERAUTH_TOKEN_DIGEST_KEY_PREVIOUS = env.list("CODERAUTH_TOKEN_DIGEST_KEY_PREVIOUS", default=[])
+CODERAUTH_ENCRYPTION_KEY_PREVIOUS = env.list("CODERAUTH_ENCRYPTION_KEY_PREVIOUS", default=[])
 CODERAUTH_DEFAULT_PERMISSION_MODE = env.str("CODERAUTH_DEFAULT_PERMISSION_MODE", default="default")
 CODERAUTH_SESSION_TOKEN_LIFETIME = timedelta(
     seconds=env.int("CODERAUTH_SESSION_TOKEN_LIFETIME_SECONDS", default=24 * 3600)
@@ -209,6 +251,41 @@ CODERAUTH_LAST_USED_RESOLUTION = timedelta(seconds=env.int("CODERAUTH_LAST_USED_
 # The agent token lookup is a prepared statement (planned once per connection). Turn it off behind a pooler
 # that cannot keep prepared statements, such as PgBouncer before 1.21 in transaction mode.
 CODERAUTH_PREPARED_AGENT_LOOKUP = env.bool("CODERAUTH_PREPARED_AGENT_LOOKUP", default=True)
+# Audit trust anchors (docs/operations.md, "The audit signing key"): the Ed25519 private key with which
+# archive_audit and audit_checkpoint sign, kept outside the database (archive_audit refuses to run without
+# it), and the public keys verify_audit trusts (old keys stay listed after a rotation).
+CODERAUTH_AUDIT_SIGNING_KEY_FILE = env.str("CODERAUTH_AUDIT_SIGNING_KEY_FILE", default="")
+CODERAUTH_AUDIT_PUBLIC_KEYS_FILE = env.str("CODERAUTH_AUDIT_PUBLIC_KEYS_FILE", default="")
+
+
+# Request budgets (core/http/throttles.py; docs/operations.md, "Request budgets"): 429 with Retry-After beyond.
+def _rate(name: str, default: str) -> str:
+    rate = env.str(name, default=default)
+    count, _, period = rate.partition("/")
+    if not count.isdigit() or int(count) < 1 or period[:1] not in ("s", "m", "h", "d"):
+        raise ImproperlyConfigured(f"{name} must look like 10/min (a count per s, min, hour or day), not {rate!r}.")
+    return rate
+
+
+# Password attempts (sign-in, and password changes that ask for the current one), in the shared cache:
+# per client address (an IPv6 client by its /64), and per username from any number of addresses.
+CODERAUTH_LOGIN_THROTTLE_RATE = _rate("CODERAUTH_LOGIN_THROTTLE_RATE", "10/min")
+CODERAUTH_LOGIN_USERNAME_THROTTLE_RATE = _rate("CODERAUTH_LOGIN_USERNAME_THROTTLE_RATE", "10/min")
+# Agent requests per token, in each app process's memory (the agent hot path stays one SQL query).
+CODERAUTH_AGENT_THROTTLE_RATE = _rate("CODERAUTH_AGENT_THROTTLE_RATE", "600/min")
+# A password change revokes the user's other API login sessions and API tokens and ends their other web sessions.
+CODERAUTH_PASSWORD_CHANGE_REVOKES = env.bool("CODERAUTH_PASSWORD_CHANGE_REVOKES", default=True)
+
+# Health endpoints (docs/operations.md#health-checks-and-database-outages). GET /readyz runs these checks, dotted
+# paths to functions returning a list of problems (empty: ready); the audit one is also the database round trip.
+CODERAUTH_READINESS_CHECKS = ["audit.health.audit_log_append_problems"]
+# Probes speak plain HTTP to the process. Redirected to HTTPS they would read a 301 as success (any 2xx or 3xx).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# A database that drops packets (a partition) instead of refusing them: answer 503 after this many seconds rather
+# than hold a worker until gunicorn kills it. A connect_timeout in DATABASE_URL's query string wins.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+)
 
 LOGGING = {
     "version": 1,

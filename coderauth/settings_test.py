@@ -10,3 +10,7 @@ from coderauth.settings import *  # noqa: E402, F403
 
 # Factories create many users; the production hasher would dominate the suite's time.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The test client and the live server speak plain HTTP; coderauth/tests/test_deploy_check.py checks, in a fresh
+# process, that production redirects to HTTPS.
+SECURE_SSL_REDIRECT = False

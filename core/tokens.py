@@ -3,6 +3,9 @@
 A token is ``<prefix><30 random base62><6 base62 CRC32 of the random part>``. The
 checksum lets us reject typos and forged strings before touching the database, and
 the prefix tells which authentication flow a token belongs to.
+
+Digests are made under CODERAUTH_TOKEN_DIGEST_KEY. While that key is being rotated, the keys of
+CODERAUTH_TOKEN_DIGEST_KEY_PREVIOUS still recognise the tokens stored under them (core/keys.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Literal
 
 from django.conf import settings
 
+from core import keys
 from core.exceptions import InvalidInput
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -80,9 +84,31 @@ def is_well_formed(token: str, kind: TokenKind) -> bool:
 
 
 def digest(token: str) -> str:
-    """HMAC-SHA256 under a server key: fast (tokens are high-entropy) and useless if the table leaks."""
-    key = settings.CODERAUTH_TOKEN_DIGEST_KEY.encode()
+    """HMAC-SHA256 under the current server key: fast (tokens are high-entropy) and useless if the table leaks."""
+    return _digest_under(settings.CODERAUTH_TOKEN_DIGEST_KEY, token)
+
+
+def _digest_under(secret: str, token: str) -> str:
+    key = secret.encode()
     return hmac.new(key, token.encode("ascii", "replace"), hashlib.sha256).hexdigest()
+
+
+def digest_key_id() -> str:
+    """The id of the current digest key, stored with each token (core/keys.py)."""
+    return keys.key_id(settings.CODERAUTH_TOKEN_DIGEST_KEY)
+
+
+def _previous_digest_keys() -> tuple[str, ...]:
+    return keys.previous_keys(settings.CODERAUTH_TOKEN_DIGEST_KEY, settings.CODERAUTH_TOKEN_DIGEST_KEY_PREVIOUS)
+
+
+def previous_digest_key_ids() -> tuple[str, ...]:
+    return tuple(keys.key_id(secret) for secret in _previous_digest_keys())
+
+
+def previous_digests(token: str) -> list[str]:
+    """The token's digests under each previous key: how a token stored before a rotation is still found."""
+    return [_digest_under(secret, token) for secret in _previous_digest_keys()]
 
 
 def display_hint(token: str) -> str:

@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+import logging
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
 
 from audit import actions
 from audit.services import audit_record
-from core.exceptions import InvalidInput, NotPermitted
+from core.exceptions import InvalidInput, NotPermitted, ObjectNotFound
+from core.locks import transaction_lock
 from policies import rules
 from policies.models import PermissionMode
 from policies.scopes import ALL_SCOPES, BUILTIN_MODES, MODE_ALIASES, ordered
 
+logger = logging.getLogger(__name__)
+
+# How long an agent's denial bookkeeping outlives its last audited denial: refusals folded and then followed by
+# none for this long are in the log only.
+_DENIALS_STATE_SECONDS = 7 * 86400
+
 
 def agent_access_denied_record(*, principal, route: str, method: str, scope: str, denied_by: str) -> None:
     """Every 403 on an agent route is evidence worth keeping (docs/audit.md), with the token's scopes so an
-    auditor can tell a mode refusal from a narrow token's."""
+    auditor can tell a mode refusal from a narrow token's. Every refusal is logged; a loop of them writes at most
+    one row per agent per CODERAUTH_LAST_USED_RESOLUTION, whose `folded` counts the refusals of that agent
+    since its previous row that got no row of their own."""
+    logger.warning(
+        "Agent request denied: agent %s, token %s, %s %s needs %s (denied by %s)",
+        principal.agent_id,
+        principal.token_id,
+        method,
+        route,
+        scope,
+        denied_by,
+    )
     with transaction.atomic():
+        folded = _agent_denials_fold(agent_id=principal.agent_id)
+        if folded is None:
+            return
         audit_record(
             action=actions.AGENT_ACCESS_DENIED,
             actor_type="agent",
@@ -30,8 +56,25 @@ def agent_access_denied_record(*, principal, route: str, method: str, scope: str
                 "denied_by": denied_by,
                 "token_id": str(principal.token_id),
                 "token_scopes": sorted(principal.token_scopes),
+                "folded": folded,
             },
         )
+
+
+def _agent_denials_fold(*, agent_id) -> int | None:
+    """Inside the caller's transaction: None when this refusal is folded into the agent's next row, else the
+    number of refusals folded since its previous row (the row is due). The bookkeeping is in the shared cache,
+    read and updated under a lock, so parallel refusals are each counted once; should the cache lose it, the
+    next refusal is audited: more rows, never fewer."""
+    key = f"agent_denials_{agent_id}"
+    transaction_lock(key)
+    state = cache.get(key)
+    now = time.time()
+    if state is not None and now - state["audited_at"] < settings.CODERAUTH_LAST_USED_RESOLUTION.total_seconds():
+        cache.set(key, {**state, "folded": state["folded"] + 1}, _DENIALS_STATE_SECONDS)
+        return None
+    cache.set(key, {"audited_at": now, "folded": 0}, _DENIALS_STATE_SECONDS)
+    return 0 if state is None else state["folded"]
 
 
 ADMINS_ONLY = "Only admins may change permission modes."
@@ -49,17 +92,29 @@ def permission_mode_create(*, actor, name: str, description: str, scopes: list[s
     if name in BUILTIN_MODES or name in MODE_ALIASES:
         raise InvalidInput(f"'{name}' is reserved for a built-in mode.", field="name")
     scopes = _validated_scopes(scopes)
-    with transaction.atomic():
-        if PermissionMode.objects.select_for_update().filter(name=name).exists():
-            raise InvalidInput(f"A permission mode named '{name}' already exists.", field="name")
-        mode = PermissionMode.objects.create(name=name, description=description, scopes=scopes)
-        audit_record(
-            action=actions.PERMISSION_MODE_CREATED,
-            actor_type="user",
-            actor=actor.username,
-            details={"mode": name, "scopes": scopes, "description": description},
-        )
+    exists = InvalidInput(f"A permission mode named '{name}' already exists.", field="name")
+    try:
+        with transaction.atomic():
+            if PermissionMode.objects.select_for_update().filter(name=name).exists():
+                raise exists
+            mode = PermissionMode.objects.create(name=name, description=description, scopes=scopes)
+            audit_record(
+                action=actions.PERMISSION_MODE_CREATED,
+                actor_type="user",
+                actor=actor.username,
+                details={"mode": name, "scopes": scopes, "description": description},
+            )
+    except IntegrityError:  # created by a concurrent request since the check
+        raise exists from None
     return mode
+
+
+def _permission_mode_locked(mode: PermissionMode, *, no_key: bool) -> PermissionMode:
+    """The mode locked and read fresh; deleted since the request found it: not found, as for any unknown name."""
+    locked = PermissionMode.objects.select_for_update(no_key=no_key).filter(pk=mode.pk).first()
+    if locked is None:
+        raise ObjectNotFound(f"No permission mode named '{mode.pk}'.")
+    return locked
 
 
 def permission_mode_update(
@@ -69,7 +124,9 @@ def permission_mode_update(
     if mode.builtin:
         raise NotPermitted(f"Built-in mode '{mode.name}' cannot be changed.")
     with transaction.atomic():
-        mode = PermissionMode.objects.select_for_update().get(pk=mode.pk)
+        # NO KEY UPDATE: waits for writers that share-lock the mode to check its scopes (agents/services/locks.py)
+        # but not for the foreign-key checks of rows that merely point at it.
+        mode = _permission_mode_locked(mode, no_key=True)
         before = {"description": mode.description, "scopes": list(mode.scopes)}
         if description is not None:
             mode.description = description
@@ -90,7 +147,9 @@ def permission_mode_delete(*, actor, mode: PermissionMode) -> None:
     if mode.builtin:
         raise NotPermitted(f"Built-in mode '{mode.name}' cannot be deleted.")
     with transaction.atomic():
-        mode = PermissionMode.objects.select_for_update().get(pk=mode.pk)
+        # FOR UPDATE, as the row goes: a writer about to point a workspace or agent at it holds a share lock,
+        # so the check below sees its change once it commits, or the writer finds the mode gone.
+        mode = _permission_mode_locked(mode, no_key=False)
         if mode.workspaces.exists() or mode.agents.exists():
             raise InvalidInput(f"Mode '{mode.name}' is in use by a workspace or agent.")
         audit_record(

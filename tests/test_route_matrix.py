@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -259,6 +260,7 @@ def test_coder_session_token_header_is_equivalent(route: Route, mode_name: str):
     world = build_world(mode_name)
     for state in ("valid", "narrower-child", "revoked", "bad-checksum"):
         expected = expected_status(route, mode_name, state)
+        cache.clear()  # a new denial-audit period: a refusal below gets its own agent.access_denied row
         response = call(route, world, state, header="coder-session-token")
         assert_status(response, expected)
         assert_body(route, world, response, mode_name, state, expected)

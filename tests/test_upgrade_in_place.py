@@ -34,6 +34,12 @@ from tests.helpers.responses import assert_status
 # The schema of the release before the newest migrations. Whoever adds a migration moves this forward to the
 # nodes the previous release shipped, so that the upgrade tested is the one installations make next.
 PREVIOUS_SCHEMA: tuple[Node, ...] = (
+    ("agents", "0003_agenttoken_last_rejected_at"),
+    ("audit", "0002_append_only_hash_chain"),
+    ("policies", "0004_throttle_cache_table"),
+)
+# An older release, before the owner protection and the rejection rate limit.
+OLDER_SCHEMA: tuple[Node, ...] = (
     ("agents", "0002_workspace_owner_protect"),
     ("audit", "0002_append_only_hash_chain"),
     ("policies", "0003_role_groups"),
@@ -246,6 +252,7 @@ def _assert_audit_chain_verifies(*, events: int) -> None:
     "schema",
     [
         pytest.param(Schema(PREVIOUS_SCHEMA, audit_chained=True), id="previous-schema"),
+        pytest.param(Schema(OLDER_SCHEMA, audit_chained=True), id="older-schema"),
         pytest.param(Schema(FIRST_SCHEMA, audit_chained=False), id="first-schema"),
         pytest.param(Schema(None, audit_chained=True), id="current-schema"),
     ],

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", dashboard.DashboardView.as_view(), name="home"),
     path("login/", auth.LoginView.as_view(), name="login"),
     path("logout/", auth.LogoutView.as_view(), name="logout"),
+    path("account/password/", auth.PasswordChangeView.as_view(), name="password-change"),
     path("workspaces/", workspaces.WorkspaceListView.as_view(), name="workspace-list"),
     path("workspaces/bulk-mode/", workspaces.WorkspaceBulkModeView.as_view(), name="workspace-bulk"),
     path("workspaces/<uuid:workspace_id>/", workspaces.WorkspaceDetailView.as_view(), name="workspace-detail"),

@@ -14,6 +14,7 @@ from agents.services import tokens as token_services
 from agents.services import user_data
 from core.exceptions import InvalidInput
 from core.http.openapi import errors
+from core.http.throttles import AgentTokenRateThrottle
 from policies.permissions import HasAgentScope
 from policies.scopes import (
     AGENT_CONNECT,
@@ -31,7 +32,17 @@ class AgentApi(APIView):
 
     authentication_classes = [AgentTokenAuthentication]
     permission_classes = [HasAgentScope]
+    throttle_classes = [AgentTokenRateThrottle]
     required_scope: str | None = None
+
+    def check_permissions(self, request):
+        # The token's budget before the scope check (DRF checks it after): past its budget a token gets 429
+        # whatever it asks for, so a loop of refused requests costs no denial bookkeeping either.
+        super().check_throttles(request)
+        super().check_permissions(request)
+
+    def check_throttles(self, request):
+        """Already done, first thing in check_permissions."""
 
 
 class AgentManifestApi(AgentApi):
@@ -118,6 +129,7 @@ class AgentChildTokenApi(AgentApi):
     """Any valid agent token may mint a child; the service keeps its scopes within the caller's."""
 
     required_scope = ANY_VALID_AGENT_TOKEN
+    carries_secret = True  # the new token: Cache-Control: no-store (core/http/no_store.py)
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
@@ -145,6 +157,7 @@ class AgentChildTokenRevokeApi(AgentApi):
 
 class AgentGitSSHKeyApi(AgentApi):
     required_scope = AGENT_GITSSHKEY
+    carries_secret = True  # the private key
 
     class OutputSerializer(serializers.Serializer):
         public_key = serializers.CharField()
@@ -164,6 +177,7 @@ class ExternalAuthSecretSerializer(serializers.Serializer):
 
 class AgentExternalAuthApi(AgentApi):
     required_scope = AGENT_EXTERNAL_AUTH
+    carries_secret = True  # the OAuth access token
 
     @extend_schema(
         parameters=[
@@ -189,6 +203,7 @@ class AgentExternalAuthApi(AgentApi):
 
 class AgentGitAuthApi(AgentApi):
     required_scope = AGENT_EXTERNAL_AUTH
+    carries_secret = True  # the OAuth access token
 
     @extend_schema(
         parameters=[OpenApiParameter("url", str, required=True, description="The git URL to authenticate.")],

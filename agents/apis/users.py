@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import update_session_auth_hash
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from agents.apis.workspaces import LIFETIME_SECONDS_LIMIT
@@ -15,17 +15,17 @@ from agents.models import ExternalAuthProvider
 from agents.selectors import workspaces as selectors
 from agents.services import user_data, users
 from core.http.openapi import errors
+from core.http.throttles import PASSWORD_CHANGE_THROTTLES, SIGN_IN_THROTTLES
 from core.roles import user_role
 
 
-class LoginRateThrottle(AnonRateThrottle):
-    scope = "login"
-
-
 class UserLoginApi(APIView):
+    """Per client address and per username, signed in or not: CODERAUTH_LOGIN_*_THROTTLE_RATE, then 429."""
+
     authentication_classes = []
     permission_classes = []
-    throttle_classes = [LoginRateThrottle]
+    throttle_classes = list(SIGN_IN_THROTTLES)
+    carries_secret = True  # the session token: Cache-Control: no-store (core/http/no_store.py)
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
@@ -64,6 +64,39 @@ class UserMeApi(APIView):
         )
 
 
+class UserPasswordChangeApi(APIView):
+    """The signed-in user's new password. It spends the account's sign-in budget (the current password is
+    checked); by default the user's other sessions and tokens are revoked, and the answer counts them."""
+
+    throttle_classes = list(PASSWORD_CHANGE_THROTTLES)
+
+    class InputSerializer(serializers.Serializer):
+        current_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+        new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+    class OutputSerializer(serializers.Serializer):
+        revoked_sessions = serializers.IntegerField(help_text="Web sessions ended and API login sessions revoked.")
+        revoked_tokens = serializers.IntegerField(help_text="Personal API tokens revoked.")
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **errors(400, 401, 429)})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        revoked = users.user_password_change(
+            actor=request.user,
+            user=request.user,
+            current_password=data.validated_data["current_password"],
+            new_password=data.validated_data["new_password"],
+            method="api",
+            keep_token_id=getattr(request.auth, "pk", None),
+            keep_session_key=request.session.session_key if request.auth is None else None,
+        )
+        if request.auth is None:
+            # Signed in with the web session: it stays valid under the new password (Django ties it to the hash).
+            update_session_auth_hash(request, request.user)
+        return Response(self.OutputSerializer(revoked).data)
+
+
 class UserTokenOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
@@ -75,6 +108,8 @@ class UserTokenOutputSerializer(serializers.Serializer):
 
 
 class UserTokenListCreateApi(APIView):
+    carries_secret = True  # the new token
+
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100)
         lifetime_seconds = serializers.IntegerField(min_value=60, max_value=LIFETIME_SECONDS_LIMIT, required=False)
@@ -112,6 +147,8 @@ class UserTokenRevokeApi(APIView):
 
 
 class UserGitSSHKeyApi(APIView):
+    carries_secret = True  # the user's key pair (it answers with the public half)
+
     class OutputSerializer(serializers.Serializer):
         public_key = serializers.CharField()
 

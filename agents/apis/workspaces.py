@@ -48,6 +48,25 @@ class AgentDetailOutputSerializer(AgentOutputSerializer):
     app_statuses = AppStatusOutputSerializer(many=True)
 
 
+class LooserOverrideSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="agent.id")
+    name = serializers.CharField(source="agent.name")
+    permission_mode = PermissionModeField(source="agent.permission_mode")
+    extra_scopes = serializers.ListField(
+        child=serializers.CharField(), help_text="Scopes the agent's override allows and the workspace's mode does not."
+    )
+
+
+class WorkspaceModeChangeOutputSerializer(WorkspaceOutputSerializer):
+    agents_with_looser_overrides = LooserOverrideSerializer(
+        many=True,
+        help_text=(
+            "Agents whose own mode allows more than the workspace's new mode: the change does not limit them. "
+            "Empty when none."
+        ),
+    )
+
+
 class ModeChangeInputSerializer(serializers.Serializer):
     permission_mode = PermissionModeField(allow_null=True)
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
@@ -85,7 +104,8 @@ class WorkspaceDetailApi(APIView):
         return Response(WorkspaceOutputSerializer(workspace).data)
 
     @extend_schema(
-        request=ModeChangeInputSerializer, responses={200: WorkspaceOutputSerializer, **errors(400, 401, 403, 404)}
+        request=ModeChangeInputSerializer,
+        responses={200: WorkspaceModeChangeOutputSerializer, **errors(400, 401, 403, 404)},
     )
     def patch(self, request, workspace_id):
         workspace = selectors.workspace_get_for(user=request.user, workspace_id=workspace_id)
@@ -95,7 +115,11 @@ class WorkspaceDetailApi(APIView):
             raise InvalidInput("A workspace always has a permission mode.", field="permission_mode")
         workspace_services.workspace_mode_set(actor=request.user, workspace=workspace, **data.validated_data)
         workspace = selectors.workspace_get_for(user=request.user, workspace_id=workspace_id)
-        return Response(WorkspaceOutputSerializer(workspace).data)
+        body = WorkspaceOutputSerializer(workspace).data
+        body["agents_with_looser_overrides"] = LooserOverrideSerializer(
+            selectors.agent_looser_override_list(workspaces=[workspace]), many=True
+        ).data
+        return Response(body)
 
 
 class AgentCreateApi(APIView):
@@ -173,6 +197,8 @@ def issued_agent_token_body(issued) -> dict:
 
 
 class AgentTokenListCreateApi(APIView):
+    carries_secret = True  # the new token: Cache-Control: no-store (core/http/no_store.py)
+
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, max_length=10)

@@ -7,6 +7,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
+from core import tokens
 from policies.scopes import ALL_SCOPES
 
 
@@ -26,6 +27,9 @@ class TokenState(models.Model):
     expires_at = models.DateTimeField()
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Which digest key made `digest` (core/keys.py), so `rotate_keys` can count the tokens still under a
+    # previous key. Empty: stored before key ids were recorded; the first use under the current key fills it.
+    key_id = models.CharField(max_length=8, blank=True, editable=False, default=tokens.digest_key_id)
 
     class Meta:
         abstract = True

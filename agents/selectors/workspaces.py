@@ -3,11 +3,15 @@ not found (ObjectNotFound, a 404 in the API and the pages)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from django.db.models import Prefetch, QuerySet
 
 from agents.models import AgentToken, AppStatus, UserToken, Workspace, WorkspaceAgent
 from core.exceptions import ObjectNotFound
 from core.roles import can_read_everything
+from policies import rules
 
 
 def workspace_list_for(*, user) -> QuerySet[Workspace]:
@@ -36,6 +40,31 @@ def agent_get_for(*, user, agent_id) -> WorkspaceAgent:
     if agent is None:
         raise ObjectNotFound("No such agent.")
     return agent
+
+
+@dataclass(frozen=True)
+class LooserOverride:
+    """An agent whose own mode allows scopes its workspace's mode does not (`extra_scopes`)."""
+
+    agent: WorkspaceAgent
+    extra_scopes: list[str]
+
+
+def agent_looser_override_list(*, workspaces: Iterable[Workspace]) -> list[LooserOverride]:
+    """The agents of `workspaces` whose override allows scopes their workspace's mode, as stored now, does not
+    (policies.rules.added_scopes): a change of the workspace's mode leaves them looser. By workspace, then name."""
+    agents = (
+        WorkspaceAgent.objects.filter(workspace__in=[workspace.pk for workspace in workspaces])
+        .filter(permission_mode__isnull=False)
+        .select_related("permission_mode", "workspace__permission_mode")
+        .order_by("workspace__name", "name", "id")
+    )
+    found = []
+    for agent in agents:
+        extra = rules.added_scopes(agent.workspace.permission_mode, agent.permission_mode)
+        if extra:
+            found.append(LooserOverride(agent=agent, extra_scopes=extra))
+    return found
 
 
 def agent_token_list(*, agent: WorkspaceAgent) -> QuerySet[AgentToken]:

@@ -3,6 +3,10 @@
 Checks run in a fixed order, cheapest first: format and checksum (no database, done by the caller with
 core.tokens) -> one digest lookup -> revoked -> expired -> owner active. Unknown, revoked and expired tokens
 end the same way (None) to guard against enumeration; only the audit trail and the log tell them apart.
+
+While a digest key is being rotated (CODERAUTH_TOKEN_DIGEST_KEY_PREVIOUS), a token the current key does not
+find is looked up under the previous keys and, when found, moved to the current key: its first request after
+the rotation costs two more queries, every later one the usual single lookup.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ logger = logging.getLogger(__name__)
 
 # One statement per request, prepared once per connection: an indexed equality lookup that also resolves
 # the effective mode (override, else workspace), and records the use when the last record is older than the
-# resolution. The CTE's UPDATE matches nothing on most requests, so there is no write per request;
-# the SELECT reads the snapshot from before it.
+# resolution, or the current digest key's id when the row lacks it (stored before key ids were recorded).
+# The CTE's UPDATE matches nothing on most requests, so there is no write per request; the SELECT reads the
+# snapshot from before it.
 _AGENT_TOKEN_SQL = """
 WITH touched AS (
-    UPDATE agents_agenttoken SET last_used_at = %(now)s
+    UPDATE agents_agenttoken SET last_used_at = %(now)s, key_id = %(key_id)s
     WHERE digest = %(digest)s AND revoked_at IS NULL AND expires_at > %(now)s
-      AND (last_used_at IS NULL OR last_used_at < %(touch_before)s)
+      AND (last_used_at IS NULL OR last_used_at < %(touch_before)s OR key_id <> %(key_id)s)
     RETURNING id
 )
 SELECT t.id, t.hint, t.scopes, t.expires_at, t.revoked_at, t.parent_id,
@@ -53,20 +58,44 @@ def _should_touch(last_used_at: datetime | None, now: datetime) -> bool:
     return last_used_at is None or now - last_used_at >= settings.CODERAUTH_LAST_USED_RESOLUTION
 
 
-def agent_principal_resolve(*, raw_token: str) -> AgentPrincipal | None:
-    """The principal of a well-formed `cda_` token, in one query; None when it is unknown, revoked or expired,
-    or its workspace owner is inactive. A known token refused for a reason is audited (rate-limited)."""
-    now = timezone.now()
+def _agent_token_row(raw_token: str, now: datetime) -> tuple | None:
     with prepared_statement_cursor() as cursor:
         cursor.execute(
             _AGENT_TOKEN_SQL,
             {
                 "digest": tokens.digest(raw_token),
+                "key_id": tokens.digest_key_id(),
                 "now": now,
                 "touch_before": now - settings.CODERAUTH_LAST_USED_RESOLUTION,
             },
         )
-        row = cursor.fetchone()
+        return cursor.fetchone()
+
+
+def _token_rekey(model: type[AgentToken] | type[UserToken], raw_token: str) -> bool:
+    """Move a token stored under a previous digest key to the current one; False when no previous key is set.
+
+    Called only after the current key found nothing, so tokens under the current key never pay for it. A
+    concurrent request may move the same row first (this UPDATE then matches nothing), so the caller looks
+    the token up again whenever this returns True."""
+    previous = tokens.previous_digests(raw_token)
+    if not previous:
+        return False
+    moved = model.objects.filter(digest__in=previous).update(
+        digest=tokens.digest(raw_token), key_id=tokens.digest_key_id()
+    )
+    if moved:
+        logger.info("Token %s moved from a previous digest key to the current one", tokens.display_hint(raw_token))
+    return True
+
+
+def agent_principal_resolve(*, raw_token: str) -> AgentPrincipal | None:
+    """The principal of a well-formed `cda_` token, in one query; None when it is unknown, revoked or expired,
+    or its workspace owner is inactive. A known token refused for a reason is audited (rate-limited)."""
+    now = timezone.now()
+    row = _agent_token_row(raw_token, now)
+    if row is None and _token_rekey(AgentToken, raw_token):
+        row = _agent_token_row(raw_token, now)
     if row is None:
         # Nobody issued it: no principal to audit, so the log gets the hint only.
         logger.warning("Unknown agent token presented: %s", tokens.display_hint(raw_token))
@@ -140,12 +169,19 @@ def agent_token_rejection_record(*, token_id, hint: str, agent_id, workspace_id,
 
 def user_token_resolve(*, raw_token: str) -> UserToken | None:
     """The live token (with its user) of a well-formed `cdu_` token, or None; records the use once a resolution."""
-    token = UserToken.objects.select_related("user").filter(digest=tokens.digest(raw_token)).first()
+    token = _user_token_find(raw_token)
+    if token is None and _token_rekey(UserToken, raw_token):
+        token = _user_token_find(raw_token)
     now = timezone.now()
     if token is None or not token.is_live(now) or not token.user.is_active:
         if token is None:
             logger.warning("Unknown user token presented: %s", tokens.display_hint(raw_token))
         return None
-    if _should_touch(token.last_used_at, now):
-        UserToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    key_id = tokens.digest_key_id()
+    if _should_touch(token.last_used_at, now) or token.key_id != key_id:
+        UserToken.objects.filter(pk=token.pk).update(last_used_at=now, key_id=key_id)
     return token
+
+
+def _user_token_find(raw_token: str) -> UserToken | None:
+    return UserToken.objects.select_related("user").filter(digest=tokens.digest(raw_token)).first()

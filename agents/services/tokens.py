@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import AgentToken, WorkspaceAgent
+from agents.services import locks
 from audit import actions
 from audit.services import audit_record
 from core import tokens
@@ -62,22 +63,25 @@ def agent_token_issue(
 ) -> IssuedAgentToken:
     """A root token for an agent; scopes default to, and must stay within, the agent's effective mode."""
     rules.require_workspace_writer(actor, owner_id=agent.workspace.owner_id)
-    allowed = agent.effective_permission_mode.scope_set()
-    requested = set(allowed if scopes is None else scopes)
-    if not requested:
-        raise InvalidInput("A token needs at least one scope.", field="scopes")
-    outside = requested - allowed
-    if outside:
-        raise InvalidInput(
-            f"Scopes outside the agent's mode '{agent.effective_permission_mode.name}': {', '.join(ordered(outside))}.",
-            field="scopes",
-        )
     lifetime = tokens.lifetime(
         seconds=lifetime_seconds,
         default=settings.CODERAUTH_AGENT_TOKEN_LIFETIME,
         maximum=settings.CODERAUTH_AGENT_TOKEN_MAX_LIFETIME,
     )
     with transaction.atomic():
+        # The effective mode as locked (agents/services/locks.py): a mode change committed meanwhile is seen,
+        # and none lands before this token does, so the audit log never shows a token wider than its mode.
+        agent, _ = locks.agent_with_modes_lock(agent.pk, agent_share=True)
+        mode = agent.effective_permission_mode
+        allowed = mode.scope_set()
+        requested = set(allowed if scopes is None else scopes)
+        if not requested:
+            raise InvalidInput("A token needs at least one scope.", field="scopes")
+        outside = requested - allowed
+        if outside:
+            raise InvalidInput(
+                f"Scopes outside the agent's mode '{mode.name}': {', '.join(ordered(outside))}.", field="scopes"
+            )
         issued = _create(
             agent_id=agent.id, name=name, scopes=requested, expires_at=timezone.now() + lifetime, created_by=actor
         )
@@ -96,29 +100,32 @@ def agent_child_token_issue(
     *, principal: AgentPrincipal, scopes: list[str] | None = None, lifetime_seconds: int | None = None, name: str = ""
 ) -> IssuedAgentToken:
     """A narrower, shorter-lived token minted by an agent with its own token (the MCP server's)."""
-    allowed = principal.allowed_scopes
-    requested = set(allowed if scopes is None else scopes)
-    if not requested:
-        raise InvalidInput("This token is allowed no scopes now, so it cannot mint a child.", field="scopes")
-    outside = requested - allowed
-    if outside:
-        raise InvalidInput(
-            f"A child token may only hold scopes its parent is allowed now; not: {', '.join(ordered(outside))}.",
-            field="scopes",
-        )
     lifetime = (
         settings.CODERAUTH_CHILD_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
     )
-    # Never outlive the parent: a longer request is clamped, not refused.
-    expires_at = min(timezone.now() + lifetime, principal.token_expires_at)
     with transaction.atomic():
-        _lock_token_tree(principal.agent_id)
+        # The tree lock (the agent's row), with the workspace and modes that decide what the parent is allowed
+        # now, all locked in order and read fresh (agents/services/locks.py): the child stays within the mode
+        # as it is when the child commits, not as it was when the request was authenticated.
+        agent, _ = locks.agent_with_modes_lock(principal.agent_id, agent_share=False)
+        allowed = principal.token_scopes & agent.effective_permission_mode.scope_set()
+        requested = set(allowed if scopes is None else scopes)
+        if not requested:
+            raise InvalidInput("This token is allowed no scopes now, so it cannot mint a child.", field="scopes")
+        outside = requested - allowed
+        if outside:
+            raise InvalidInput(
+                f"A child token may only hold scopes its parent is allowed now; not: {', '.join(ordered(outside))}.",
+                field="scopes",
+            )
         # A fresh statement after the lock: sees a revocation committed while we waited.
         with connection.cursor() as cursor:
             cursor.execute("SELECT revoked_at FROM agents_agenttoken WHERE id = %s", [principal.token_id])
             row = cursor.fetchone()
         if row is None or row[0] is not None:
             raise InvalidInput("The parent token was revoked.")
+        # Never outlive the parent: a longer request is clamped, not refused.
+        expires_at = min(timezone.now() + lifetime, principal.token_expires_at)
         issued = _create(
             agent_id=principal.agent_id,
             name=name or "child",
@@ -144,8 +151,7 @@ def _lock_token_tree(agent_id) -> None:
     computed its subtree from a snapshot taken before a concurrent child committed, and that child
     outlived its revoked parent. NO KEY UPDATE does not block the agent's other writes (statuses, logs).
     """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM agents_workspaceagent WHERE id = %s FOR NO KEY UPDATE", [agent_id])
+    locks.agent_lock(agent_id)
 
 
 _SUBTREE_SQL = """
@@ -177,6 +183,31 @@ def agent_token_revoke(*, actor, token: AgentToken) -> list[str]:
                 workspace_id=agent.workspace_id,
                 agent_id=agent.id,
                 details={"token_id": str(token.id), "token_hint": token.hint, "revoked_ids": revoked_ids},
+            )
+    return revoked_ids
+
+
+def agent_token_revoke_by_system(*, token: AgentToken, command: str, reason: str) -> list[str]:
+    """Revoke a token and its subtree for a management command (audited with actor type `system`). Idempotent."""
+    agent = WorkspaceAgent.objects.get(pk=token.agent_id)
+    with transaction.atomic():
+        _lock_token_tree(agent.id)
+        with connection.cursor() as cursor:
+            cursor.execute(_SUBTREE_SQL, [token.id, timezone.now()])
+            revoked_ids = [str(row[0]) for row in cursor.fetchall()]
+        if revoked_ids:
+            audit_record(
+                action=actions.AGENT_TOKEN_REVOKED,
+                actor_type="system",
+                actor=command,
+                workspace_id=agent.workspace_id,
+                agent_id=agent.id,
+                details={
+                    "token_id": str(token.id),
+                    "token_hint": token.hint,
+                    "revoked_ids": revoked_ids,
+                    "reason": reason,
+                },
             )
     return revoked_ids
 

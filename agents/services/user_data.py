@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from agents.models import ExternalAuthLink, ExternalAuthProvider, GitSSHKey
+from agents.services import locks
 from audit import actions
 from audit.services import audit_record
 from core import crypto
@@ -21,11 +22,14 @@ from policies import rules
 from policies.principals import AgentPrincipal
 
 
-def _ssh_context(user_id: int) -> str:
+# The associated data that binds a ciphertext to its row and column (core/crypto.py); the key rotation
+# (agents/services/keys.py) re-encrypts each value under the same one.
+def git_ssh_key_context(user_id: int) -> str:
     return f"gitsshkey:{user_id}"
 
 
-def _link_context(user_id: int, provider_id: str, column: str) -> str:
+def external_auth_link_context(user_id: int, provider_id: str, column: str) -> str:
+    """`column`: "token" (the access token) or "extra" (token_extra)."""
     return f"external-auth:{user_id}:{provider_id}:{column}"
 
 
@@ -44,15 +48,21 @@ def git_ssh_key_get_or_create(*, user, principal: AgentPrincipal | None = None) 
     key = GitSSHKey.objects.filter(user=user).first()
     if key is not None:
         return key
-    try:
-        with transaction.atomic():
-            return _git_ssh_key_write(user=user, action=actions.USER_GITSSHKEY_CREATED, principal=principal)
-    except IntegrityError:  # a concurrent request created it first
-        return GitSSHKey.objects.get(user=user)
+    with transaction.atomic():
+        # Serialised with regeneration and other first reads; a fresh look after the lock finds a key one of
+        # them made meanwhile (an insert racing theirs broke the one-key-per-user constraint: a 500).
+        locks.user_lock(user.pk)
+        key = GitSSHKey.objects.filter(user=user).first()
+        if key is not None:
+            return key
+        return _git_ssh_key_write(user=user, action=actions.USER_GITSSHKEY_CREATED, principal=principal)
 
 
 def git_ssh_key_regenerate(*, user) -> GitSSHKey:
     with transaction.atomic():
+        # One regeneration of a user's key at a time: two at once both deleted the old key and the second
+        # insert broke the one-key-per-user constraint (a 500).
+        locks.user_lock(user.pk)
         GitSSHKey.objects.filter(user=user).delete()
         return _git_ssh_key_write(user=user, action=actions.USER_GITSSHKEY_REGENERATED)
 
@@ -62,7 +72,7 @@ def _git_ssh_key_write(*, user, action: str, principal: AgentPrincipal | None = 
     key = GitSSHKey.objects.create(
         user=user,
         public_key=public_key,
-        private_key_encrypted=crypto.encrypt(private_key, context=_ssh_context(user.pk)),
+        private_key_encrypted=crypto.encrypt(private_key, context=git_ssh_key_context(user.pk)),
     )
     if principal is None:
         audit_record(action=action, actor_type="user", actor=user.username, details={"public_key": public_key})
@@ -79,7 +89,7 @@ def _git_ssh_key_write(*, user, action: str, principal: AgentPrincipal | None = 
 
 
 def git_ssh_private_key(key: GitSSHKey) -> str:
-    return crypto.decrypt(key.private_key_encrypted, context=_ssh_context(key.user_id))
+    return crypto.decrypt(key.private_key_encrypted, context=git_ssh_key_context(key.user_id))
 
 
 # Provider regexes come from admins and are matched against URLs that agents send, so they run on RE2:
@@ -184,9 +194,11 @@ def external_auth_link_set(
             provider=provider,
             defaults={"access_token_encrypted": b"", "token_extra_encrypted": b""},
         )
-        link.access_token_encrypted = crypto.encrypt(access_token, context=_link_context(user.pk, provider.id, "token"))
+        link.access_token_encrypted = crypto.encrypt(
+            access_token, context=external_auth_link_context(user.pk, provider.id, "token")
+        )
         link.token_extra_encrypted = crypto.encrypt(
-            json.dumps(token_extra or {}), context=_link_context(user.pk, provider.id, "extra")
+            json.dumps(token_extra or {}), context=external_auth_link_context(user.pk, provider.id, "extra")
         )
         link.save(update_fields=["access_token_encrypted", "token_extra_encrypted", "updated_at"])
         audit_record(
@@ -264,10 +276,12 @@ def agent_external_auth_read(
         provider_id=provider.id,
         type=provider.type,
         access_token=crypto.decrypt(
-            link.access_token_encrypted, context=_link_context(principal.owner_id, provider.id, "token")
+            link.access_token_encrypted, context=external_auth_link_context(principal.owner_id, provider.id, "token")
         ),
         token_extra=json.loads(
-            crypto.decrypt(link.token_extra_encrypted, context=_link_context(principal.owner_id, provider.id, "extra"))
+            crypto.decrypt(
+                link.token_extra_encrypted, context=external_auth_link_context(principal.owner_id, provider.id, "extra")
+            )
         ),
     )
     try:

@@ -1,12 +1,16 @@
-"""Login, user tokens, and account changes made in the Django admin."""
+"""Login, user tokens, password changes, and account changes made in the Django admin."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib import import_module
 
 from django.conf import settings
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import SESSION_KEY, authenticate, get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -14,6 +18,9 @@ from agents.models import ExternalAuthLink, GitSSHKey, UserToken, live_token_q
 from audit import actions
 from audit.services import audit_record
 from core import tokens
+from core.exceptions import InvalidInput
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,112 @@ def user_token_revoke(*, user, token: UserToken) -> None:
                 actor=user.username,
                 details={"token_id": str(token.id), "token_hint": token.hint, "name": token.name},
             )
+
+
+# Password changes. Credentials follow the password: unless CODERAUTH_PASSWORD_CHANGE_REVOKES is off, the
+# user's other API login sessions and API tokens are revoked and their other web sessions end, so whoever
+# learnt the old password keeps nothing it opened. The credential that made the change is kept.
+
+
+@dataclass(frozen=True)
+class RevokedCredentials:
+    """What a password change revoked. Sessions: web sessions and API login sessions; tokens: API tokens."""
+
+    revoked_sessions: int
+    revoked_tokens: int
+
+    def summary(self) -> str:
+        """`2 sessions and 1 API token`, for the pages that report a change."""
+        sessions = f"{self.revoked_sessions} session{'' if self.revoked_sessions == 1 else 's'}"
+        return f"{sessions} and {self.revoked_tokens} API token{'' if self.revoked_tokens == 1 else 's'}"
+
+
+def user_password_change(
+    *,
+    actor,
+    user,
+    new_password: str | None,
+    method: str,
+    current_password: str | None = None,
+    keep_session_key: str | None = None,
+    keep_token_id=None,
+) -> RevokedCredentials:
+    """Set `user`'s password (None: no usable password) after Django's password validators, audit it as
+    `user.password_changed` and revoke the user's other credentials (`user_password_changed_record`).
+
+    `current_password`, when given, must be the user's password (a user changing their own).
+    """
+    if current_password is not None and not user.check_password(current_password):
+        logger.warning("Password change refused for %s: wrong current password", user.get_username())
+        raise InvalidInput("The current password is wrong.", field="current_password")
+    if new_password is not None:
+        try:
+            validate_password(new_password, user)
+        except ValidationError as error:
+            raise InvalidInput(" ".join(error.messages), field="new_password") from error
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        return user_password_changed_record(
+            actor=actor, user=user, method=method, keep_session_key=keep_session_key, keep_token_id=keep_token_id
+        )
+
+
+def user_password_changed_record(
+    *, actor, user, method: str, keep_session_key: str | None = None, keep_token_id=None
+) -> RevokedCredentials:
+    """After Django's own code has saved a new password (the admin's forms, `changepassword`), inside the
+    caller's transaction: revoke the user's other credentials and write `user.password_changed`.
+
+    `actor=None` is a management command (actor_type `system`, actor = `method`). The row names what was
+    revoked, never a password or its hash.
+    """
+    actor_type, actor_name = ("system", method) if actor is None else ("user", actor.get_username())
+    now = timezone.now()
+    with transaction.atomic():
+        web_sessions, revoked = 0, []
+        if settings.CODERAUTH_PASSWORD_CHANGE_REVOKES:
+            web_sessions = _web_sessions_end(user=user, keep_session_key=keep_session_key, now=now)
+            live = UserToken.objects.select_for_update().filter(live_token_q(now), user=user).exclude(pk=keep_token_id)
+            revoked = list(live.order_by("created_at").values_list("id", "kind"))
+            UserToken.objects.filter(pk__in=[token_id for token_id, _ in revoked]).update(revoked_at=now)
+        session_tokens = [str(token_id) for token_id, kind in revoked if kind == UserToken.KIND_SESSION]
+        api_tokens = [str(token_id) for token_id, kind in revoked if kind == UserToken.KIND_API]
+        audit_record(
+            action=actions.USER_PASSWORD_CHANGED,
+            actor_type=actor_type,
+            actor=actor_name,
+            details={
+                "method": method,
+                "user_id": user.pk,
+                "username": user.get_username(),
+                "usable_password": user.has_usable_password(),
+                "revokes": settings.CODERAUTH_PASSWORD_CHANGE_REVOKES,
+                "web_sessions_ended": web_sessions,
+                "session_tokens_revoked": session_tokens,
+                "api_tokens_revoked": api_tokens,
+            },
+        )
+    return RevokedCredentials(revoked_sessions=web_sessions + len(session_tokens), revoked_tokens=len(api_tokens))
+
+
+def _web_sessions_end(*, user, keep_session_key: str | None, now) -> int:
+    """End `user`'s web sessions but `keep_session_key`. Sessions are stored by key, not by user, so every live
+    session is read (a password change is rare). With sessions kept outside the database (cookies, the cache)
+    there is nothing to list: Django itself refuses them at their next request, their hash no longer matching."""
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if not hasattr(store_class, "get_model_class"):
+        return 0
+    live = store_class.get_model_class().objects.filter(expire_date__gt=now)
+    if keep_session_key:
+        live = live.exclude(session_key=keep_session_key)
+    decoder = store_class()
+    ended = 0
+    for session_key, session_data in live.values_list("session_key", "session_data").iterator():
+        if str(decoder.decode(session_data).get(SESSION_KEY)) == str(user.pk):
+            store_class(session_key=session_key).delete()
+            ended += 1
+    return ended
 
 
 # Account changes made in the Django admin. Django's add, change and delete views run in one transaction,

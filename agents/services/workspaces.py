@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 
 from agents.models import Workspace, WorkspaceAgent
+from agents.services import locks
 from audit import actions
 from audit.services import audit_record
 from core.exceptions import InvalidInput
@@ -28,14 +29,20 @@ def workspace_create(
             raise InvalidInput("No such user.", field="owner")
     default_mode = site_default_mode()
     mode = permission_mode or default_mode
-    rules.require_mode_change(
-        actor,
-        current=default_mode,
-        new=mode,
-        message=f"Only admins may create a workspace in a mode looser than the site default '{default_mode.name}'.",
-    )
     try:
         with transaction.atomic():
+            # Checked against the modes as locked (agents/services/locks.py): a mode deleted or edited
+            # meanwhile is seen, and neither changes before commit.
+            modes = locks.modes_lock([default_mode.pk, mode.pk])
+            mode = locks.mode_found(modes, mode.pk)
+            rules.require_mode_change(
+                actor,
+                current=modes.get(default_mode.pk, default_mode),
+                new=mode,
+                message=(
+                    f"Only admins may create a workspace in a mode looser than the site default '{default_mode.name}'."
+                ),
+            )
             workspace = Workspace.objects.create(name=name, owner=owner, permission_mode=mode)
             audit_record(
                 action=actions.WORKSPACE_CREATED,
@@ -53,11 +60,14 @@ def agent_create(
     *, actor, workspace: Workspace, name: str, permission_mode: PermissionMode | None = None
 ) -> WorkspaceAgent:
     rules.require_workspace_writer(actor, owner_id=workspace.owner_id)
-    if permission_mode is not None:
-        # An agent's override starts from its workspace's mode: owners may only make it tighter.
-        rules.require_mode_change(actor, current=workspace.permission_mode, new=permission_mode)
     try:
         with transaction.atomic():
+            workspace = locks.workspace_lock(workspace.pk, share=True)
+            if permission_mode is not None:
+                # An agent's override starts from its workspace's mode: owners may only make it tighter.
+                modes = locks.modes_lock([workspace.permission_mode_id, permission_mode.pk])
+                permission_mode = locks.mode_found(modes, permission_mode.pk)
+                rules.require_mode_change(actor, current=modes[workspace.permission_mode_id], new=permission_mode)
             agent = WorkspaceAgent.objects.create(workspace=workspace, name=name, permission_mode=permission_mode)
             audit_record(
                 action=actions.AGENT_CREATED,
@@ -76,8 +86,13 @@ def workspace_mode_set(*, actor, workspace: Workspace, permission_mode: Permissi
     """Admins change anything; the owner only tightens (new scopes ⊆ current scopes)."""
     rules.require_workspace_writer(actor, owner_id=workspace.owner_id)
     with transaction.atomic():
-        workspace = Workspace.objects.select_for_update().select_related("permission_mode").get(pk=workspace.pk)
-        current = workspace.permission_mode
+        # Lock the row alone, then read its modes (agents/services/locks.py): a locking query that also
+        # joined the mode would, under READ COMMITTED, re-check the changed row against the old mode row and
+        # find nothing. Share-locking both modes keeps their scopes, and the new mode itself, until commit.
+        workspace = locks.workspace_lock(workspace.pk)
+        modes = locks.modes_lock([workspace.permission_mode_id, permission_mode.pk])
+        current = workspace.permission_mode = modes[workspace.permission_mode_id]
+        permission_mode = locks.mode_found(modes, permission_mode.pk)
         rules.require_mode_change(actor, current=current, new=permission_mode)
         if current.pk == permission_mode.pk:
             return workspace
@@ -99,11 +114,12 @@ def agent_mode_set(
     """Set or clear (None = inherit) an agent's override; owners only tighten its effective scopes."""
     rules.require_workspace_writer(actor, owner_id=agent.workspace.owner_id)
     with transaction.atomic():
-        agent = (
-            WorkspaceAgent.objects.select_for_update(of=("self",))
-            .select_related("workspace__permission_mode", "permission_mode")
-            .get(pk=agent.pk)
+        # The workspace's mode decides the agent's effective one: it stays put until commit (share lock).
+        agent, modes = locks.agent_with_modes_lock(
+            agent.pk, agent_share=False, also=[permission_mode.pk if permission_mode else None]
         )
+        if permission_mode is not None:
+            permission_mode = locks.mode_found(modes, permission_mode.pk)
         current_override = agent.permission_mode
         current_effective = agent.effective_permission_mode
         new_effective = permission_mode or agent.workspace.permission_mode
@@ -139,9 +155,10 @@ def workspace_mode_set_bulk(
     """
     rules.require_writer(actor)
     with transaction.atomic():
-        # Lock every target row first, in one fixed order, before the first audit write takes the
-        # audit lock: otherwise a concurrent single change (workspace lock, then audit lock) deadlocks.
-        list(Workspace.objects.select_for_update().filter(pk__in=[w.pk for w in workspaces]).order_by("pk"))
+        # Every row lock first, in the one order (agents/services/locks.py), before the first audit write
+        # takes the chain lock: a lock taken while holding the chain could wait for a writer queued for it.
+        locked = locks.workspaces_lock([w.pk for w in workspaces])
+        locks.modes_lock([w.permission_mode_id for w in locked] + [permission_mode.pk])
         return [
             workspace_mode_set(actor=actor, workspace=workspace, permission_mode=permission_mode, reason=reason)
             for workspace in workspaces

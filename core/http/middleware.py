@@ -1,5 +1,6 @@
 """Request id and audit context for every request; JSON errors for everything under /api/, the site's 404 page
-for a page whose object is not found."""
+for a page whose object is not found, and a 503 (JSON under /api/, a plain page elsewhere) whenever the database
+cannot serve the request."""
 
 from __future__ import annotations
 
@@ -16,18 +17,10 @@ from rest_framework.throttling import BaseThrottle
 
 from core import request_context
 from core.exceptions import ObjectNotFound
+from core.http.errors import database_unavailable, is_api_path, is_database_unavailable, loggable
 
 logger = logging.getLogger(__name__)
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def loggable(text: str, limit: int = 300) -> str:
-    """Request-controlled text for a log line: escaped (a %0A in a path must not forge a line) and capped."""
-    return text[:limit].encode("unicode_escape").decode("ascii")
-
-
-def is_api_path(path: str) -> bool:
-    return path.startswith("/api/")
 
 
 def client_ip(request) -> str | None:
@@ -74,7 +67,8 @@ def _declared_length(request) -> int:
 
 class ApiErrorMiddleware:
     """JSON errors under /api/: 413 for oversized bodies, 400 for NUL in the URL, and a JSON 500 naming
-    the request id for unhandled errors, never a stack trace."""
+    the request id for unhandled errors, never a stack trace. On every path, a 503 whenever the database
+    cannot serve the request (the session lookup of a web page included)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -96,6 +90,8 @@ class ApiErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
+        if is_database_unavailable(exception):
+            return database_unavailable(request, exception, page=not is_api_path(request.path))
         if not is_api_path(request.path):
             # A page asked a selector for something the user may not see: the site's 404 page.
             if isinstance(exception, ObjectNotFound):

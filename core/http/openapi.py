@@ -20,6 +20,9 @@ ScopeDeniedSerializer = inline_serializer(
         ),
     },
 )
+ServiceUnavailableSerializer = inline_serializer(
+    "ServiceUnavailable", fields={"detail": serializers.CharField(), "request_id": serializers.CharField()}
+)
 
 _ERROR_DESCRIPTIONS = {
     400: "Invalid input; the body names the fields.",
@@ -28,6 +31,7 @@ _ERROR_DESCRIPTIONS = {
     404: "Not found, or not visible to this principal.",
     413: "Request body too large.",
     429: "Too many requests.",
+    503: "The database cannot serve the request right now; retry after Retry-After seconds.",
 }
 
 
@@ -62,7 +66,28 @@ class AutoSchema(SpectacularAutoSchema):
         cookie_auth = any("cookieAuth" in requirement for requirement in operation.get("security", []))
         if cookie_auth and method.upper() not in ("GET", "HEAD", "OPTIONS") and "403" not in operation["responses"]:
             self._declare_error(operation, 403, "CSRF check failed: a session-cookie write without a valid CSRF token.")
+        # A throttled view answers 429 with Retry-After once its budget is spent (core/http/throttles.py).
+        if getattr(self.view, "throttle_classes", None) and "429" not in operation["responses"]:
+            self._declare_error(operation, 429, _ERROR_DESCRIPTIONS[429])
+        # Any view that reads or writes answers 503 while the database cannot be reached (core/http/errors.py).
+        if getattr(self.view, "uses_database", True):
+            self._declare_unavailable(operation)
+        # Any request can be refused before its view runs: a Host header the server does not serve, a NUL in the
+        # URL (core/http/middleware.py, core/http/errors.py). Found by the schema fuzzing (tests/test_schema_fuzz.py).
+        if "400" not in operation["responses"]:
+            self._declare_error(operation, 400, "Malformed request: a Host not served here, or a NUL in the URL.")
         return operation
+
+    def _declare_unavailable(self, operation) -> None:
+        if "503" not in operation["responses"]:
+            body = self.resolve_serializer(ServiceUnavailableSerializer, "response")
+            operation["responses"]["503"] = {
+                "description": _ERROR_DESCRIPTIONS[503],
+                "content": {"application/json": {"schema": body.ref}},
+            }
+        operation["responses"]["503"]["headers"] = {
+            "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before trying again."}
+        }
 
     def _declare_error(self, operation, code: int, description: str) -> None:
         error = self.resolve_serializer(ErrorSerializer, "response")

@@ -1,15 +1,21 @@
-"""Sign-in and sign-out with Django's auth; `/` shows the sign-in form to anonymous visitors."""
+"""Sign-in, sign-out and password change with Django's auth; `/` shows the sign-in form to anonymous visitors."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminPasswordChangeForm
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth import views as auth_views
-from django.urls import reverse
+from django.shortcuts import redirect
+from django.urls import reverse, reverse_lazy
 
-from agents.apis.users import LoginRateThrottle
+from agents.services.users import user_password_change
+from core.exceptions import InvalidInput
+from core.http.throttles import PASSWORD_CHANGE_THROTTLES, SIGN_IN_THROTTLES, retry_after
 from ui.services import web_login_failed_record, web_login_record
 
-TOO_MANY_ATTEMPTS = "Too many sign-in attempts from this address. Wait a minute and try again."
+TOO_MANY_ATTEMPTS = "Too many sign-in attempts. Try again in {seconds} seconds."
 NOT_AUTHORIZED_FOR_ADMIN = "You are signed in as {username}, who may not use the Django admin. Sign in as staff."
 
 
@@ -18,10 +24,14 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        # The same per-address budget as POST /api/v2/users/login: guessing through the form is no faster.
-        if not LoginRateThrottle().allow_request(request, self):
-            context = self.get_context_data(form=self.get_form(), throttled=TOO_MANY_ATTEMPTS)
-            return self.render_to_response(context, status=429)
+        # The budgets of POST /api/v2/users/login, per address and per username, signed in or not: guessing
+        # through the form, or through /admin/login/, is no faster.
+        seconds = retry_after(request, self, SIGN_IN_THROTTLES)
+        if seconds is not None:
+            context = self.get_context_data(form=self.get_form(), throttled=TOO_MANY_ATTEMPTS.format(seconds=seconds))
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(seconds)
+            return response
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
@@ -61,3 +71,59 @@ class AdminLoginView(LoginView):
         if self.request.user.is_authenticated and not self.redirect_authenticated_user:
             context["not_authorized"] = NOT_AUTHORIZED_FOR_ADMIN.format(username=self.request.user.get_username())
         return context
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """The signed-in user's new password (Django's form: the current one, the new one twice, the validators).
+
+    Guesses of the current password spend the account's sign-in budget. The user's other sessions and tokens
+    are revoked (CODERAUTH_PASSWORD_CHANGE_REVOKES) and a message counts them; this session stays signed in.
+    """
+
+    template_name = "ui/password_change.html"
+    success_url = reverse_lazy("ui:password-change")
+    method = "web"
+
+    def post(self, request, *args, **kwargs):
+        seconds = retry_after(request, self, PASSWORD_CHANGE_THROTTLES)
+        if seconds is not None:
+            messages.error(request, TOO_MANY_ATTEMPTS.format(seconds=seconds))
+            form = self.get_form_class()(user=request.user)
+            response = self.render_to_response(self.get_context_data(form=form), status=429)
+            response["Retry-After"] = str(seconds)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "revokes": settings.CODERAUTH_PASSWORD_CHANGE_REVOKES}
+
+    def form_valid(self, form):
+        try:
+            revoked = user_password_change(
+                actor=self.request.user,
+                user=form.user,
+                new_password=form.cleaned_data["new_password1"],
+                method=self.method,
+                keep_session_key=self.request.session.session_key,
+            )
+        except InvalidInput as error:
+            form.add_error("new_password1", error.detail)
+            return self.form_invalid(form)
+        update_session_auth_hash(self.request, form.user)
+        messages.success(
+            self.request, f"Password changed. Revoked elsewhere: {revoked.summary()}. You stay signed in here."
+        )
+        return redirect(self.get_success_url())
+
+
+class AdminPasswordChangeView(PasswordChangeView):
+    """/admin/password_change/: the page above in the admin's look, in place of Django's, which neither audits
+    the change nor revokes anything."""
+
+    template_name = "registration/password_change_form.html"
+    form_class = AdminPasswordChangeForm
+    success_url = reverse_lazy("admin:password_change_done")
+    method = "admin"
+
+    def get_context_data(self, **kwargs):
+        return {**admin.site.each_context(self.request), **super().get_context_data(**kwargs)}

@@ -10,7 +10,13 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
-from agents.selectors.workspaces import agent_get_for, agent_token_get, workspace_get_for, workspace_list_for
+from agents.selectors.workspaces import (
+    agent_get_for,
+    agent_looser_override_list,
+    agent_token_get,
+    workspace_get_for,
+    workspace_list_for,
+)
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from agents.services.workspaces import agent_mode_set, workspace_mode_set, workspace_mode_set_bulk
 from core.exceptions import ApplicationError
@@ -90,7 +96,24 @@ class WorkspaceBulkModeView(SignedInView, View):
         except ApplicationError as error:
             return service_failure(request, error, back=back)
         messages.success(request, f"{len(workspaces)} workspace(s) now use mode {mode.name}.")
+        _warn_about_looser_overrides(request, workspaces, name_workspace=True)
         return redirect(back)
+
+
+def _warn_about_looser_overrides(request, workspaces, *, name_workspace: bool) -> None:
+    """After a workspace mode change: name the agents whose own, looser mode the change does not limit."""
+    looser = agent_looser_override_list(workspaces=workspaces)
+    if not looser:
+        return
+    described = "; ".join(
+        f"{f'{item.agent.workspace.name}/' if name_workspace else ''}{item.agent.name} "
+        f"({item.agent.permission_mode.name}: {', '.join(item.extra_scopes)})"
+        for item in looser
+    )
+    messages.warning(
+        request,
+        f"{len(looser)} agent(s) keep a looser override of their own, which this change does not limit: {described}.",
+    )
 
 
 def _tokens_shown_all(params) -> bool:
@@ -175,6 +198,7 @@ class WorkspaceModeView(SignedInView, View):
             messages.info(request, f"Workspace {workspace.name} already uses mode {mode.name}.")
         else:
             messages.success(request, f"Workspace {workspace.name} changed from {previous} to {mode.name}.")
+        _warn_about_looser_overrides(request, [workspace], name_workspace=False)
         return redirect(back)
 
 
@@ -214,6 +238,8 @@ class AgentModeView(SignedInView, View):
 class AgentTokenIssueView(SignedInView, View):
     """Shows the new token once, in this response: it is never stored, redirected with or put in the session."""
 
+    carries_secret = True  # Cache-Control: no-store (core/http/no_store.py)
+
     def post(self, request, agent_id):
         agent = agent_get_for(user=request.user, agent_id=agent_id)
         back = reverse("ui:workspace-detail", args=[agent.workspace_id])
@@ -232,7 +258,7 @@ class AgentTokenIssueView(SignedInView, View):
             )
         except ApplicationError as error:
             return service_failure(request, error, back=back)
-        response = render(
+        return render(
             request,
             "ui/token_issued.html",
             {
@@ -244,8 +270,6 @@ class AgentTokenIssueView(SignedInView, View):
             },
             status=201,
         )
-        response["Cache-Control"] = "no-store"
-        return response
 
 
 class AgentTokenRevokeView(SignedInView, View):

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from agents.models import ExternalAuthLink, ExternalAuthProvider, Workspace
-from agents.services.user_data import _link_context, external_auth_link_set
+from agents.services.user_data import external_auth_link_context, external_auth_link_set
 from audit.models import AuditEvent
 from core import crypto
 from tests.helpers.responses import assert_status
@@ -92,7 +92,7 @@ def test_unrenderable_stored_link_fails_without_an_access_row(agent_client, memb
     """A link stored before validation existed: the read fails cleanly and no 'accessed' audit row is written."""
     link = external_auth_link_set(user=member, provider=github, access_token="gho_x", token_extra={})
     link.token_extra_encrypted = crypto.encrypt(
-        json.dumps({"k": "\ud800"}), context=_link_context(member.pk, github.id, "extra")
+        json.dumps({"k": "\ud800"}), context=external_auth_link_context(member.pk, github.id, "extra")
     )
     link.save(update_fields=["token_extra_encrypted"])
 

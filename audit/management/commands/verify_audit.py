@@ -1,82 +1,72 @@
-"""Walk the audit hash chain in constant memory; name the first bad row."""
+"""Walk the audit hash chain in constant memory from a trusted start; name the first bad row.
+
+audit/verification.py walks the stored chain, audit/offline.py checks files; this parses, loads keys and prints.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from contextlib import closing
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import chain
-from audit.selectors import audit_chain_rows, audit_chain_start_hash
+from audit.management.options import add_trust_arguments, command_head_checks, command_trust
+from audit.offline import FileInvalid, audit_file_verify
+from audit.verification import audit_chain_verify
 
 
 class Command(BaseCommand):
     help = (
-        "Verify the audit log's hash chain (exit 0 and print the count when whole, else fail naming the "
-        "first bad row). With --archive FILE, verify an archive written by archive_audit instead."
+        "Verify the audit log's hash chain from genesis or a signed archive (exit 0 and print the count when "
+        "whole, else fail naming the first bad row). --checkpoint and --expect-head also prove nothing was cut "
+        "from the end. With --archive FILE, verify an archive_audit file or a JSONL export instead, offline."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--archive", metavar="FILE", help="verify this archive_audit JSONL file")
+        parser.add_argument(
+            "--archive", metavar="FILE", help="verify this archive_audit file or unfiltered JSONL export, not the log"
+        )
+        add_trust_arguments(parser)
+        parser.add_argument(
+            "--checkpoint",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="a signed checkpoint from audit_checkpoint: its head must still be in the chain; repeatable",
+        )
+        parser.add_argument(
+            "--expect-head",
+            action="append",
+            default=[],
+            metavar="HASH",
+            help="a head hash printed by an earlier verify_audit: it must still be in the chain; repeatable",
+        )
         parser.add_argument("--chunk-size", type=int, default=2000, help="rows fetched per round trip")
 
     def handle(self, *args, archive=None, chunk_size=2000, **options):
+        trust = command_trust(options["public_key"], options["legacy_archive_head"])
+        heads = command_head_checks(options["checkpoint"], options["expect_head"], trust=trust)
         if archive:
-            count, head = verify_archive_file(Path(archive))
-            self.stdout.write(f"audit archive OK: {_events(count)}, head {head}")
+            try:
+                report = audit_file_verify(
+                    path=Path(archive), trusted=trust.keys, legacy_heads=trust.legacy_heads, heads=heads
+                )
+            except FileInvalid as invalid:
+                raise CommandError(str(invalid)) from None
+            self.stdout.write(report.summary())
+            for line in report.heads:
+                self.stdout.write(line)
             return
-        start = audit_chain_start_hash()
-        walk = chain.ChainWalk(start_hash=start)
         try:
-            with closing(audit_chain_rows(chunk_size=chunk_size)) as rows:
-                for row in rows:
-                    walk.check(row)
+            result = audit_chain_verify(trust=trust, heads=heads, chunk_size=chunk_size)
         except chain.ChainBroken as broken:
             raise CommandError(str(broken)) from None
-        origin = "genesis" if start == chain.GENESIS_HASH else f"archived head {start}"
-        self.stdout.write(f"audit chain OK: {_events(walk.count)} from {origin}, head {walk.head}")
+        self.stdout.write(
+            f"audit chain OK: {_events(result.count)} from {result.anchor.describe()}, head {result.head_hash}"
+        )
+        for line in result.heads:
+            self.stdout.write(line)
 
 
 def _events(count: int) -> str:
     return f"{count} event" if count == 1 else f"{count} events"
-
-
-def verify_archive_file(path: Path) -> tuple[int, str]:
-    """Check every line's hash and link, then the trailing manifest's count, head and body SHA-256."""
-    if not path.is_file():
-        raise CommandError(f"{path}: no such file.")
-    body = hashlib.sha256()
-    walk: chain.ChainWalk | None = None
-    manifest = None
-    with path.open("rb") as archive:
-        for number, raw in enumerate(archive, start=1):
-            if manifest is not None:
-                raise CommandError(f"{path}: line {number} follows the manifest.")
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                raise CommandError(f"{path}: line {number} is not JSON.") from None
-            if "manifest" in record:
-                manifest = record["manifest"]
-                continue
-            if walk is None:
-                walk = chain.ChainWalk(start_hash=record.get("prev_hash", ""))
-            try:
-                walk.check(record)
-            except chain.ChainBroken as broken:
-                raise CommandError(f"{path}: {broken}") from None
-            except (KeyError, TypeError, ValueError) as error:
-                raise CommandError(f"{path}: line {number} is not an audit row ({error}).") from None
-            body.update(raw)
-    if manifest is None:
-        raise CommandError(f"{path}: no manifest line; the archive is incomplete.")
-    if walk is None:
-        raise CommandError(f"{path}: the archive holds no rows.")
-    expected = {"count": walk.count, "head": walk.head, "start_hash": walk.start_hash, "sha256": body.hexdigest()}
-    for key, value in expected.items():
-        if manifest.get(key) != value:
-            raise CommandError(f"{path}: manifest {key} is {manifest.get(key)!r}, the rows give {value!r}.")
-    return walk.count, walk.head

@@ -150,6 +150,15 @@ def flow(admin_user, member, workspace, agent):
     call(
         owner, "post", reverse("agents:agent-create", args=[created["id"]]), "req-agent-create", {"name": "helper"}, 201
     )
+    new_password = "a brand new coverage passphrase 7"
+    call(
+        owner,
+        "post",
+        reverse("agents:user-password"),
+        "req-password-change",
+        {"current_password": PASSWORD, "new_password": new_password},
+    )
+    secrets.append(new_password)
     return {
         "secrets": secrets,
         "member": member,
@@ -193,6 +202,7 @@ EXPECTED = [
     ("user.gitsshkey_regenerated", "req-gitsshkey-regenerate", "member", {}),
     ("workspace.created", "req-workspace-create", "member", {"name": "second", "mode": "default"}),
     ("agent.created", "req-agent-create", "member", {"name": "helper"}),
+    ("user.password_changed", "req-password-change", "member", {"method": "api", "usable_password": True}),
 ]
 
 
@@ -252,7 +262,7 @@ def test_no_secret_in_any_audit_row(flow):
     assert "PRIVATE KEY" not in dump
 
 
-def test_audit_archived_is_recorded(db, tmp_path):
+def test_audit_archived_is_recorded(db, tmp_path, audit_signing_key):
     old = record_events(2)
     call_command(
         "archive_audit",
@@ -278,6 +288,7 @@ COVERED_ELSEWHERE = {
     actions.USER_CREATED: "agents/tests/admin/test_admin_audit.py",
     actions.USER_UPDATED: "agents/tests/admin/test_admin_audit.py",
     actions.USER_DELETED: "agents/tests/admin/test_admin_audit.py",
+    actions.USER_DATA_REENCRYPTED: "agents/tests/commands/test_rotate_keys.py",
 }
 
 

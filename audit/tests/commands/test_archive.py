@@ -17,6 +17,9 @@ from audit import actions, chain
 from audit.models import AuditEvent
 from tests.helpers.audit import record_events, tamper
 
+# Archiving needs the signing key; tests/commands/test_signed_anchors.py covers what the signature adds.
+pytestmark = pytest.mark.usefixtures("audit_signing_key")
+
 
 def archive(path, before) -> str:
     out = StringIO()

@@ -99,7 +99,8 @@ def test_behind_a_proxy_the_login_throttle_is_per_client_not_shared(api_client, 
     assert_status(attacker, 429)
     other = api_client.post(
         url,
-        {"username": member.username, "password": "wrong"},
+        # Another account: the attacker has also spent this username's own budget, from any address.
+        {"username": "someone-else", "password": "wrong"},
         format="json",
         HTTP_X_FORWARDED_FOR="203.0.113.7",
         **proxy,
