@@ -368,6 +368,25 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
 )
 
+# The tests closest to each module run first: most mutants die there within seconds. A mutant they miss is only
+# counted as surviving once the whole suite has passed with it.
+FIRST_TESTS: dict[str, tuple[str, ...]] = {
+    "core/tokens.py": ("core/tests", "tests/test_guards.py", "agents/tests/apis/test_authentication.py"),
+    "core/crypto.py": ("tests/test_secrets_at_rest.py", "core/tests/test_key_rotation.py"),
+    "agents/authentication.py": ("tests/test_guards.py", "agents/tests/apis", "tests/test_route_matrix.py"),
+    "agents/services/principals.py": (
+        "agents/tests/apis/test_authentication.py",
+        "tests/test_guards.py",
+        "tests/test_mode_changes.py",
+        "core/tests/test_key_rotation.py",
+        "agents/tests/commands/test_rotate_keys.py",
+    ),
+    "agents/services/tokens.py": ("agents/tests/apis/test_agent_tokens.py", "tests/test_guards.py", "agents/tests"),
+    "policies/": ("tests/test_route_matrix.py", "tests/test_mode_changes.py", "tests/test_guards.py", "policies/tests"),
+    "audit/": ("audit/tests",),
+    "coderauth/mcp/": ("tests/mcp_server",),
+}
+
 # Mutants that change no behaviour a user can observe, with the reason (docs/security.md repeats them).
 EQUIVALENT: dict[str, str] = {}
 
@@ -395,11 +414,27 @@ def _first_failure(output: str) -> str:
     return output.strip().splitlines()[-1] if output.strip() else ""
 
 
-def _run(tree: Path, env: dict[str, str]) -> tuple[str, float]:
+def _first_tests(path: str) -> tuple[str, ...]:
+    return next((tests for prefix, tests in FIRST_TESTS.items() if path.startswith(prefix)), ())
+
+
+def _verdict(tree: Path, env: dict[str, str], mutant: Mutant) -> tuple[str, float]:
+    """Killed by the closest tests, else by the whole suite, else survived."""
+    first = _first_tests(mutant.path)
+    if first:
+        outcome, seconds = _run(tree, env, first)
+        if outcome != "survived":
+            return outcome, seconds
+        outcome, more = _run(tree, env)
+        return outcome, seconds + more
+    return _run(tree, env)
+
+
+def _run(tree: Path, env: dict[str, str], paths: tuple[str, ...] = ()) -> tuple[str, float]:
     started = time.monotonic()
     try:
         result = subprocess.run(  # noqa: S603 - fixed argv
-            [sys.executable, "-m", "pytest", *PYTEST_ARGS],
+            [sys.executable, "-m", "pytest", *PYTEST_ARGS, *paths],
             cwd=tree,
             env=env,
             capture_output=True,
@@ -446,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append((mutant, "stale", 0.0))
                 print(f"[{number}/{len(chosen)}] {mutant.id}: STALE ({error})", file=sys.stderr, flush=True)
                 continue
-            outcome, seconds = _run(tree, env)
+            outcome, seconds = _verdict(tree, env, mutant)
             results.append((mutant, outcome, seconds))
             print(f"[{number}/{len(chosen)}] {mutant.id}: {outcome} in {seconds:.0f} s", file=sys.stderr, flush=True)
             shutil.rmtree(tree, ignore_errors=True)

@@ -32,8 +32,12 @@ def database_url_of_this_run() -> str:
     credentials = quote(database["USER"] or "", safe="")
     if database["PASSWORD"]:
         credentials += f":{quote(database['PASSWORD'], safe='')}"
+    name = quote(database["NAME"], safe="")
     host = database["HOST"] or "127.0.0.1"
-    return f"postgres://{credentials}@{host}:{database['PORT'] or 5432}/{quote(database['NAME'], safe='')}"
+    if host.startswith("/"):  # a Unix socket directory (the embedded PostgreSQL): settings.py reads ?host=
+        port = f"&port={database['PORT']}" if database["PORT"] else ""
+        return f"postgres://{credentials}@/{name}?host={quote(host, safe='/')}{port}"
+    return f"postgres://{credentials}@{host}:{database['PORT'] or 5432}/{name}"
 
 
 def server_environment() -> dict[str, str]:
