@@ -16,9 +16,10 @@ from agents.models import AgentToken, Workspace, WorkspaceAgent
 from agents.services.principals import agent_principal_resolve
 from agents.services.tokens import agent_child_token_issue, agent_token_issue, agent_token_revoke
 from agents.services.users import user_token_issue
+from agents.services.workspaces import agent_create, agent_mode_set, workspace_mode_set
 from audit.models import AuditEvent
 from core import tokens
-from core.exceptions import InvalidInput
+from core.exceptions import InvalidInput, NotPermitted
 from tests.helpers.clients import client_for_agent_token, client_for_user
 from tests.helpers.factories import AgentFactory, AuditorFactory, WorkspaceFactory, mode
 from tests.helpers.responses import assert_status
@@ -156,3 +157,20 @@ def test_expired_child_is_refused_even_though_its_parent_lives(member, agent):
     AgentToken.objects.filter(pk=child.token.pk).update(created_at=past - timedelta(minutes=1), expires_at=past)
     assert_status(client_for_agent_token(child.plaintext).get(reverse("agents:agent-manifest")), 401)
     assert_status(client_for_agent_token(parent.plaintext).get(reverse("agents:agent-manifest")), 200)
+
+
+def test_services_refuse_a_member_writing_to_another_members_workspace(member, other_member, workspace, agent):
+    """Defence in depth: the services check ownership themselves, so an API that ever handed them an object the
+    caller cannot see would still be refused (today the selectors already answer 404 first)."""
+    tighter = mode("no-user-data")
+    with pytest.raises(NotPermitted):
+        workspace_mode_set(actor=other_member, workspace=workspace, permission_mode=tighter)
+    with pytest.raises(NotPermitted):
+        agent_mode_set(actor=other_member, agent=agent, permission_mode=tighter)
+    with pytest.raises(NotPermitted):
+        agent_create(actor=other_member, workspace=workspace, name="intruder")
+    with pytest.raises(NotPermitted):
+        agent_token_issue(actor=other_member, agent=agent)
+    workspace.refresh_from_db()
+    assert workspace.permission_mode_id == "default"
+    assert not AgentToken.objects.filter(agent=agent).exists()

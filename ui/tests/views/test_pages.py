@@ -196,6 +196,16 @@ def test_auditor_sees_everything_with_disabled_controls(auditor_web, workspace, 
     assert "Apply to selected</button>" in listing and "disabled>Apply to selected" in listing
 
 
+def test_auditor_who_owns_a_workspace_sees_it_read_only(auditor_user, auditor_web):
+    """Ownership does not outrank the read-only role on the page either: no controls that would only be refused."""
+    owned = WorkspaceFactory(owner=auditor_user)
+    agent = AgentFactory(workspace=owned)
+    body = auditor_web.get(reverse("ui:workspace-detail", args=[owned.pk])).content.decode()
+    assert agent.name in body
+    assert '<button type="submit" disabled>Save</button>' in body
+    assert "Issue token" not in body
+
+
 def test_member_sees_only_tightening_choices(member_web, workspace):
     workspace.permission_mode = mode("no-user-data")
     workspace.save()
