@@ -273,6 +273,30 @@ CODERAUTH_LOGIN_THROTTLE_RATE = _rate("CODERAUTH_LOGIN_THROTTLE_RATE", "10/min")
 CODERAUTH_LOGIN_USERNAME_THROTTLE_RATE = _rate("CODERAUTH_LOGIN_USERNAME_THROTTLE_RATE", "10/min")
 # Agent requests per token, in each app process's memory (the agent hot path stays one SQL query).
 CODERAUTH_AGENT_THROTTLE_RATE = _rate("CODERAUTH_AGENT_THROTTLE_RATE", "600/min")
+
+# Limits under abuse (docs/security.md, "Limits"): what one agent token, or one user, can make the server hold or do.
+# Reports per agent, counted in fixed one-minute windows shared by every app process; 429 with Retry-After beyond.
+CODERAUTH_AGENT_LOG_LINES_PER_MINUTE = env.int("CODERAUTH_AGENT_LOG_LINES_PER_MINUTE", default=1000)
+CODERAUTH_AGENT_LOG_BYTES_PER_MINUTE = env.int("CODERAUTH_AGENT_LOG_BYTES_PER_MINUTE", default=1024 * 1024)
+# One log line's `output`, in UTF-8 bytes (400 beyond).
+CODERAUTH_AGENT_LOG_LINE_MAX_BYTES = env.int("CODERAUTH_AGENT_LOG_LINE_MAX_BYTES", default=16 * 1024)
+CODERAUTH_APP_STATUSES_PER_MINUTE = env.int("CODERAUTH_APP_STATUSES_PER_MINUTE", default=60)
+CODERAUTH_APP_STATUS_BYTES_PER_MINUTE = env.int("CODERAUTH_APP_STATUS_BYTES_PER_MINUTE", default=64 * 1024)
+# How long reports are kept; `manage.py purge_reports` deletes older ones (run it daily).
+CODERAUTH_AGENT_LOG_RETENTION = timedelta(days=env.int("CODERAUTH_AGENT_LOG_RETENTION_DAYS", default=7))
+CODERAUTH_APP_STATUS_RETENTION = timedelta(days=env.int("CODERAUTH_APP_STATUS_RETENTION_DAYS", default=30))
+# Child tokens an agent may hold alive at once, and how deep a chain of children may go (a user-issued token is
+# depth 0; the MCP server's working token is depth 2). 409 beyond either.
+CODERAUTH_AGENT_MAX_LIVE_CHILD_TOKENS = env.int("CODERAUTH_AGENT_MAX_LIVE_CHILD_TOKENS", default=50)
+CODERAUTH_AGENT_TOKEN_MAX_DEPTH = env.int("CODERAUTH_AGENT_TOKEN_MAX_DEPTH", default=4)
+# List pages (every list of the API is keyset-paginated): `page_size` defaults to this, and may go up to the max.
+CODERAUTH_PAGE_SIZE = env.int("CODERAUTH_PAGE_SIZE", default=50)
+CODERAUTH_MAX_PAGE_SIZE = env.int("CODERAUTH_MAX_PAGE_SIZE", default=500)
+# Audit exports running at once, per user and in total over every app process (429 beyond), and how long a
+# download may stall (the client reads nothing) before the server cuts it off.
+CODERAUTH_EXPORTS_PER_USER = env.int("CODERAUTH_EXPORTS_PER_USER", default=1)
+CODERAUTH_EXPORTS_TOTAL = env.int("CODERAUTH_EXPORTS_TOTAL", default=2)
+CODERAUTH_EXPORT_STALL_SECONDS = env.int("CODERAUTH_EXPORT_STALL_SECONDS", default=30)
 # A password change revokes the user's other API login sessions and API tokens and ends their other web sessions.
 CODERAUTH_PASSWORD_CHANGE_REVOKES = env.bool("CODERAUTH_PASSWORD_CHANGE_REVOKES", default=True)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class ApplicationError(Exception):
     """A business rule refused the request. `field` names the input at fault; `extra` adds keys to the error body."""
@@ -26,3 +28,15 @@ class ObjectNotFound(ApplicationError):
 
     def __init__(self, detail: str = "Not found.", **kwargs):
         super().__init__(detail, **kwargs)
+
+
+class Conflict(ApplicationError):
+    """The request clashes with the current state, e.g. a cap on what may exist at once is reached (409)."""
+
+
+class LimitReached(ApplicationError):
+    """A budget over time is spent (429); `retry_after` is the whole seconds until it refills (Retry-After)."""
+
+    def __init__(self, detail: str, *, retry_after: int, **kwargs):
+        super().__init__(detail, **kwargs)
+        self.retry_after = max(1, math.ceil(retry_after))

@@ -1,10 +1,11 @@
-from agents.models.status import AgentLog, AppStatus
+from agents.models.status import AgentLog, AgentReportWindow, AppStatus
 from agents.models.tokens import AgentToken, UserToken, live_token_q
 from agents.models.user_data import ExternalAuthLink, ExternalAuthProvider, GitSSHKey
 from agents.models.workspaces import Workspace, WorkspaceAgent
 
 __all__ = [
     "AgentLog",
+    "AgentReportWindow",
     "AgentToken",
     "AppStatus",
     "ExternalAuthLink",

@@ -14,6 +14,10 @@ class AppStatus(models.Model):
     message = models.CharField(max_length=160)
     uri = models.URLField(max_length=2000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Which token reported it, so a status sent with a stolen token can be traced; null once the token is purged.
+    token = models.ForeignKey(
+        "agents.AgentToken", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -36,7 +40,32 @@ class AgentLog(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["agent", "created_at"], name="agent_log_agent_time")]
+        indexes = [
+            models.Index(fields=["agent", "created_at"], name="agent_log_agent_time"),
+            # Retention deletes by arrival time (`created_at` is the agent's clock).
+            models.Index(fields=["received_at"], name="agent_log_received"),
+        ]
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.output[:40]}"
+
+
+class AgentReportWindow(models.Model):
+    """What one agent reported in its current quota window, per kind (logs, app statuses): one row each,
+    counted up by a single upsert per report and reset when the window turns (agents/services/quotas.py)."""
+
+    KIND_LOGS = "logs"
+    KIND_APP_STATUS = "app_status"
+    KIND_CHOICES = [(KIND_LOGS, "Logs"), (KIND_APP_STATUS, "App statuses")]
+
+    agent = models.ForeignKey("agents.WorkspaceAgent", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    window_start = models.DateTimeField()
+    rows = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "kind"], name="one_report_window_per_agent_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of agent {self.agent_id} since {self.window_start}"

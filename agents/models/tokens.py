@@ -56,9 +56,24 @@ class AgentToken(TokenState):
     # When `agent_token.rejected` was last audited for this token: a leaked token replayed in a loop
     # gets one audit row per resolution period, not one per request.
     last_rejected_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # How many ancestors the token has (0: issued by a user), so the chain-depth cap needs no recursive query.
+    depth = models.PositiveSmallIntegerField(default=0, editable=False)
+    # Set when the token was rotated out (revoked, with its subtree moved to this successor). Presenting a
+    # rotated-out token again means two holders: the whole lineage is revoked (refresh-token rotation).
+    rotated_to = models.OneToOneField(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="rotated_from"
+    )
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The live-children cap counts these under the agent's tree lock.
+            models.Index(
+                fields=["agent", "expires_at"],
+                condition=models.Q(parent__isnull=False, revoked_at__isnull=True),
+                name="agent_token_live_children",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(scopes__contained_by=list(ALL_SCOPES)), name="agent_token_scopes_known"

@@ -19,7 +19,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from core.exceptions import ApplicationError, InvalidInput, NotPermitted, ObjectNotFound
+from core.exceptions import ApplicationError, Conflict, InvalidInput, LimitReached, NotPermitted, ObjectNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,8 @@ def database_unavailable(request, error: BaseException, *, page: bool = False) -
 STATUS_BY_ERROR: tuple[tuple[type[ApplicationError], int], ...] = (
     (ObjectNotFound, status.HTTP_404_NOT_FOUND),
     (NotPermitted, status.HTTP_403_FORBIDDEN),
+    (Conflict, status.HTTP_409_CONFLICT),
+    (LimitReached, status.HTTP_429_TOO_MANY_REQUESTS),
     (InvalidInput, status.HTTP_400_BAD_REQUEST),
     (ApplicationError, status.HTTP_400_BAD_REQUEST),
 )
@@ -122,7 +124,10 @@ def api_exception_handler(exc, context):
         body = {"detail": exc.detail, **exc.extra}
         if exc.field and code == status.HTTP_400_BAD_REQUEST:
             body[exc.field] = [exc.detail]
-        return Response(body, status=code)
+        response = Response(body, status=code)
+        if isinstance(exc, LimitReached):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, DjangoValidationError):

@@ -29,6 +29,7 @@ _ERROR_DESCRIPTIONS = {
     401: "Missing, malformed, unknown, expired or revoked credentials, or a token of the wrong kind.",
     403: "Authenticated but not allowed.",
     404: "Not found, or not visible to this principal.",
+    409: "Conflicts with the current state: a cap on what may exist at once is reached.",
     413: "Request body too large.",
     429: "Too many requests.",
     503: "The database cannot serve the request right now; retry after Retry-After seconds.",

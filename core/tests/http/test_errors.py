@@ -240,3 +240,26 @@ def test_a_newline_in_the_path_cannot_forge_a_log_line(settings, admin_client, c
     assert len(refused) == 1
     assert "\n" not in refused[0]
     assert "x\\nFORGED" in refused[0]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry_after"),
+    [("conflict", 409, None), ("limit", 429, "7")],
+)
+def test_domain_conflict_and_limit_errors_map_to_409_and_429(monkeypatch, member_client, error, status, retry_after):
+    """A cap reached is a 409, a budget spent a 429 whose Retry-After comes from the error: JSON either way."""
+    from agents.selectors import workspaces as selectors
+    from core.exceptions import Conflict, LimitReached
+
+    raised = (
+        Conflict("Too many things at once.") if error == "conflict" else LimitReached("Slow down.", retry_after=6.5)
+    )
+
+    def refuse(**kwargs):
+        raise raised
+
+    monkeypatch.setattr(selectors, "workspace_list_for", refuse)
+    response = member_client.get(reverse("agents:workspace-list"))
+    assert_status(response, status)
+    assert response.json() == {"detail": raised.detail}
+    assert response.get("Retry-After") == retry_after
