@@ -87,7 +87,10 @@ class ExternalAuthLinkAdmin(ReadOnlyModelAdmin):
 
 @admin.register(AppStatus)
 class AppStatusAdmin(ReadOnlyModelAdmin):
-    list_display = ("agent", "app_slug", "state", "message", "created_at")
+    list_display = ("agent", "app_slug", "state", "message", "token", "created_at")
+    list_select_related = ("agent", "token")
+    # Which token reported the status (not editable, so the admin's form would leave it out).
+    readonly_fields = ("token",)
 
 
 @admin.register(AgentLog)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agents.apis import agent, reports, users, workspaces
+from agents.apis import agent, reports, rotation, users, workspaces
 
 user_urlpatterns = [
     path("users/login", users.UserLoginApi.as_view(), name="user-login"),
@@ -36,6 +36,7 @@ agent_urlpatterns = [
     path("workspaceagents/me/app-status", agent.AgentAppStatusApi.as_view(), name="agent-app-status"),
     path("workspaceagents/me/logs", agent.AgentLogsApi.as_view(), name="agent-logs"),
     path("workspaceagents/me/tokens", agent.AgentChildTokenApi.as_view(), name="agent-child-token"),
+    path("workspaceagents/me/tokens/rotate", rotation.AgentTokenRotateApi.as_view(), name="agent-token-rotate"),
     path(
         "workspaceagents/me/tokens/<uuid:token_id>",
         agent.AgentChildTokenRevokeApi.as_view(),

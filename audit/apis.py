@@ -120,14 +120,25 @@ class AuditExportApi(AuditorApi):
                 OpenApiTypes.STR,
                 description='Streamed JSON lines, oldest first; the last line is {"manifest": {...}}.',
             ),
-            **errors(400, 401, 403),
+            **errors(400, 401, 403, 429),
         },
+        description=(
+            "At most CODERAUTH_EXPORTS_PER_USER exports per user and CODERAUTH_EXPORTS_TOTAL in all run at once "
+            "(manifests computed included); beyond, 429 with Retry-After and `code` exports_per_user or "
+            "exports_total, before any byte of the file."
+        ),
     )
     def get(self, request):
         params = ExportFormatSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         filters = selectors.audit_filters_from_query(request.query_params)
-        return exports.audit_export_response(filters=filters, export_format=params.validated_data["format"])
+        return exports.audit_export_response(
+            filters=filters,
+            export_format=params.validated_data["format"],
+            user_id=request.user.pk,
+            # gunicorn's socket to the client: the export sets its send timeout (the stall cut-off).
+            client_socket=request.META.get("gunicorn.socket"),
+        )
 
 
 class AuditExportManifestApi(AuditorApi):
@@ -147,14 +158,18 @@ class AuditExportManifestApi(AuditorApi):
 
     @extend_schema(
         parameters=[EXPORT_FORMAT_PARAMETER, *FILTER_PARAMETERS],
-        responses={200: OutputSerializer, **errors(400, 401, 403)},
+        responses={200: OutputSerializer, **errors(400, 401, 403, 429)},
         description=(
             "Row count and SHA-256 of the export with the same parameters. Pass the export's `until` "
-            "(its X-Audit-Export-Until header) so both cover the same rows."
+            "(its X-Audit-Export-Until header) so both cover the same rows. Answered from the manifest recorded "
+            "when that export finished; otherwise computed once, taking an export slot (429 when none is free)."
         ),
     )
     def get(self, request):
         params = ExportFormatSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        filters = exports.export_filters_pinned(selectors.audit_filters_from_query(request.query_params))
-        return Response(exports.audit_export_manifest(filters=filters, export_format=params.validated_data["format"]))
+        filters = selectors.audit_filters_from_query(request.query_params)
+        manifest = exports.audit_export_manifest_get(
+            filters=filters, export_format=params.validated_data["format"], user_id=request.user.pk
+        )
+        return Response(manifest)

@@ -3,10 +3,14 @@
 An export reads the log through a PostgreSQL server-side cursor, oldest row first, so the
 server holds one chunk of rows at a time however long the log is. PostgreSQL formats every
 cell as text (and escapes spreadsheet formulas) so the Python side only joins and hashes.
+
+A running export holds an export slot (audit/export_slots.py) until its stream ends, and records its
+manifest when it has streamed every row, so the manifest endpoint need not stream the export again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -17,11 +21,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
 from audit import chain
+from audit.export_slots import ExportSlot, export_slot, export_slot_acquire
 from audit.selectors import AuditFilters, audit_filters_where
 from audit.services import chain_lock
 
@@ -30,6 +37,13 @@ CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjso
 # Rows fetched per round trip from the server-side cursor: large enough to amortise the
 # FETCH, small enough to keep the process's memory flat (a few MB per chunk).
 CHUNK_ROWS = 5000
+# The most bytes handed to the client's socket in one write. The stall cut-off bounds each write, so a
+# reader has CODERAUTH_EXPORT_STALL_SECONDS to take this much, not a whole chunk of rows (a few MB).
+SEND_BYTES = 64 * 1024
+# Recorded manifests: how long they are kept, and how many per user. One cache row per user, so exports
+# cannot fill the shared cache, whose culling would also drop live throttle counters.
+MANIFEST_RECORD_SECONDS = 7 * 24 * 3600
+MANIFESTS_PER_USER = 32
 # A spreadsheet treats a cell starting with one of these as a formula (OWASP "CSV injection").
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -111,6 +125,9 @@ def escape_formula(value: str) -> str:
 class _Digest:
     rows: int = 0
     sha256: Any = dataclasses.field(default_factory=hashlib.sha256)
+    # The log's oldest id while the rows were read, once every row was read and no archive moved it meanwhile.
+    log_start: int | None = None
+    reproducible: bool = False
 
     def add(self, chunk: bytes, rows: int) -> bytes:
         self.rows += rows
@@ -141,11 +158,24 @@ def _body_chunks(*, filters: AuditFilters, export_format: str, digest: _Digest) 
         yield digest.add((",".join(chain.FIELDS) + newline).encode(), 0)
     # A named cursor declared inside a transaction streams (WITHOUT HOLD); in autocommit
     # Django would declare it WITH HOLD, which makes PostgreSQL materialise the whole result.
-    with transaction.atomic(), connection.chunked_cursor() as cursor:
-        cursor.execute(sql, params)
-        while rows := cursor.fetchmany(CHUNK_ROWS):
-            chunk = (newline.join([row[0] for row in rows]) + newline).encode()
-            yield digest.add(chunk, len(rows))
+    with transaction.atomic():
+        log_start = _log_start()
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(CHUNK_ROWS):
+                chunk = (newline.join([row[0] for row in rows]) + newline).encode()
+                yield digest.add(chunk, len(rows))
+        # Only archive_audit removes rows, always the oldest, so the same start before and after the cursor
+        # means the cursor's snapshot saw the log a later export with these filters will see.
+        digest.log_start = log_start
+        digest.reproducible = _log_start() == log_start
+
+
+def _log_start() -> int | None:
+    """The oldest row's id: it moves (forward) only when archive_audit removes rows."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT min(id) FROM {_TABLE}")  # noqa: S608
+        return cursor.fetchone()[0]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -165,10 +195,27 @@ def export_filters_pinned(filters: AuditFilters) -> AuditFilters:
     """
     if filters.until is not None:
         return filters
+    return dataclasses.replace(filters, until=_chain_now())
+
+
+def _chain_now() -> datetime:
     with transaction.atomic():
         chain_lock()
-        until = timezone.now()
-    return dataclasses.replace(filters, until=until)
+        return timezone.now()
+
+
+def _export_filters_settled(filters: AuditFilters) -> tuple[AuditFilters, bool]:
+    """The filters pinned, and whether the rows before their `until` are final (so their manifest may be recorded).
+
+    A pinned `until` is final by construction. A past `until` given by the client is final once the audit
+    write in flight, which may have stamped an earlier time, has committed: the chain lock waits it out. A
+    future `until` is not final: rows can still be written before it.
+    """
+    if filters.until is None:
+        return export_filters_pinned(filters), True
+    if filters.until > timezone.now():
+        return filters, False
+    return filters, filters.until <= _chain_now()
 
 
 def _manifest(*, filters: AuditFilters, export_format: str, digest: _Digest) -> dict[str, Any]:
@@ -186,10 +233,54 @@ def _manifest(*, filters: AuditFilters, export_format: str, digest: _Digest) -> 
 
 
 def audit_export_manifest(*, filters: AuditFilters, export_format: str) -> dict[str, Any]:
-    """Row count and SHA-256 of the export with these filters, recomputed by streaming it again."""
+    """Row count and SHA-256 of the export with these filters, computed by streaming it (nothing recorded)."""
     digest = _Digest()
     for _chunk in _body_chunks(filters=filters, export_format=export_format, digest=digest):
         pass
+    return _manifest(filters=filters, export_format=export_format, digest=digest)
+
+
+def _record_key(*, filters: AuditFilters, export_format: str, log_start: int | None) -> str:
+    query = {**filters.as_query(), "since": _iso(filters.since), "until": _iso(filters.until)}
+    key = json.dumps({"format": export_format, "log_start": log_start, **query}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _records_key(user_id: int) -> str:
+    return f"audit-export-manifests:{user_id}"
+
+
+def _manifest_record(*, user_id: int, filters: AuditFilters, export_format: str, digest: _Digest) -> None:
+    """Keep the manifest of a complete export for the manifest endpoint: the user's latest few, for a week."""
+    if not digest.reproducible:
+        return
+    manifest = _manifest(filters=filters, export_format=export_format, digest=digest)
+    key = _record_key(filters=filters, export_format=export_format, log_start=digest.log_start)
+    records = cache.get(_records_key(user_id)) or {}
+    records.pop(key, None)  # re-inserted last: the newest records are the ones kept
+    records[key] = manifest
+    cache.set(_records_key(user_id), dict(list(records.items())[-MANIFESTS_PER_USER:]), MANIFEST_RECORD_SECONDS)
+
+
+def audit_export_manifest_get(*, filters: AuditFilters, export_format: str, user_id: int) -> dict[str, Any]:
+    """The manifest of the export with these filters: the one recorded when it was streamed, else computed once.
+
+    Computing streams the whole export, so it takes an export slot like a download (LimitReached beyond),
+    and records the result when the rows before `until` are final.
+    """
+    if filters.until is not None and filters.until <= timezone.now():
+        # A record is only ever made of final rows, so finding one needs no wait for the chain lock.
+        key = _record_key(filters=filters, export_format=export_format, log_start=_log_start())
+        recorded = (cache.get(_records_key(user_id)) or {}).get(key)
+        if recorded is not None:
+            return recorded
+    filters, final = _export_filters_settled(filters)
+    with export_slot(user_id=user_id):
+        digest = _Digest()
+        for _chunk in _body_chunks(filters=filters, export_format=export_format, digest=digest):
+            pass
+        if final:
+            _manifest_record(user_id=user_id, filters=filters, export_format=export_format, digest=digest)
     return _manifest(filters=filters, export_format=export_format, digest=digest)
 
 
@@ -206,26 +297,71 @@ def export_filename(*, filters: AuditFilters, export_format: str) -> str:
     return f"coderauth-audit_{since}_{until}.{export_format}"
 
 
-def audit_export_response(*, filters: AuditFilters, export_format: str) -> StreamingHttpResponse:
-    """The export as a streamed download; JSONL ends with its manifest line."""
+class _ExportStream:
+    """The export's bytes. Django closes it once the response is sent, failed or abandoned by the client, even
+    if it never started: that ends the export's transaction, frees its slot and restores the socket."""
+
+    def __init__(self, chunks: Iterator[bytes], *, slot: ExportSlot, client_socket: Any):
+        self._chunks = chunks
+        self._slot = slot
+        self._socket = client_socket
+        self._socket_timeout = None
+        if client_socket is not None:
+            # A blocked send now fails after this long instead of holding the worker (and the slot) forever.
+            self._socket_timeout = client_socket.gettimeout()
+            client_socket.settimeout(settings.CODERAUTH_EXPORT_STALL_SECONDS)
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._chunks:
+                for start in range(0, len(chunk), SEND_BYTES):
+                    yield chunk[start : start + SEND_BYTES]
+        finally:
+            self.close()  # the slot is free as soon as the last byte is handed over
+
+    def close(self) -> None:
+        try:
+            self._chunks.close()
+        finally:
+            self._slot.release()
+            client_socket, self._socket = self._socket, None
+            if client_socket is not None:
+                with contextlib.suppress(OSError):  # already closed by the server
+                    client_socket.settimeout(self._socket_timeout)
+
+
+def audit_export_response(
+    *, filters: AuditFilters, export_format: str, user_id: int, client_socket: Any = None
+) -> StreamingHttpResponse:
+    """The export as a streamed download; JSONL ends with its manifest line.
+
+    Raises LimitReached, before any byte is sent, when the user or the installation already runs as many
+    exports as allowed. `client_socket` is the server's socket to the client (gunicorn's), when it has one.
+    """
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"Unknown export format {export_format!r}.")
-    filters = export_filters_pinned(filters)
+    slot = export_slot_acquire(user_id=user_id)
+    try:
+        filters, final = _export_filters_settled(filters)
 
-    def content() -> Iterator[bytes]:
-        digest = _Digest()
-        yield from _body_chunks(filters=filters, export_format=export_format, digest=digest)
-        if export_format == "jsonl":
-            manifest = _manifest(filters=filters, export_format=export_format, digest=digest)
-            yield (json.dumps(manifest, separators=(",", ":")) + "\n").encode()
+        def content() -> Iterator[bytes]:
+            digest = _Digest()
+            yield from _body_chunks(filters=filters, export_format=export_format, digest=digest)
+            if final:
+                _manifest_record(user_id=user_id, filters=filters, export_format=export_format, digest=digest)
+            if export_format == "jsonl":
+                manifest = _manifest(filters=filters, export_format=export_format, digest=digest)
+                yield (json.dumps(manifest, separators=(",", ":")) + "\n").encode()
 
-    response = StreamingHttpResponse(content(), content_type=CONTENT_TYPES[export_format])
+        stream = _ExportStream(content(), slot=slot, client_socket=client_socket)
+    except BaseException:
+        slot.release()
+        raise
+    response = StreamingHttpResponse(stream, content_type=CONTENT_TYPES[export_format])
     filename = export_filename(filters=filters, export_format=export_format)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["X-Audit-Export-Until"] = _iso(filters.until)
     response["Cache-Control"] = "no-store"
-    # Reverse proxies (nginx) would otherwise buffer the whole file before sending it on.
-    response["X-Accel-Buffering"] = "no"
     return response
 
 

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.http.openapi import errors
+from core.http.pagination import page_parameters, page_request, paged, paged_response
 from policies import selectors, services
 from policies.models import MODE_NAME_VALIDATOR
 from policies.scopes import ALL_SCOPES
@@ -26,9 +27,15 @@ class PermissionModeListCreateApi(APIView):
         description = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
         scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), max_length=10)
 
-    @extend_schema(responses={200: PermissionModeOutputSerializer(many=True), **errors(401)})
+    @extend_schema(
+        operation_id="permission_modes_list",
+        parameters=page_parameters(),
+        responses={200: paged("PermissionModePage", PermissionModeOutputSerializer), **errors(400, 401)},
+    )
     def get(self, request):
-        return Response(PermissionModeOutputSerializer(selectors.permission_mode_list(), many=True).data)
+        paging = page_request(request)
+        page = selectors.permission_mode_page(cursor=paging.cursor, page_size=paging.page_size)
+        return paged_response(request, page, PermissionModeOutputSerializer)
 
     @extend_schema(request=InputSerializer, responses={201: PermissionModeOutputSerializer, **errors(400, 401, 403)})
     def post(self, request):

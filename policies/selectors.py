@@ -7,12 +7,22 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 
 from core.exceptions import ObjectNotFound
+from core.pagination import Page, keyset_page
 from policies.models import PermissionMode
 from policies.scopes import canonical_mode_name
 
+# The model's order: built-in modes first, then by name (the primary key).
+PERMISSION_MODE_ORDERING = ("-builtin", "name")
+
 
 def permission_mode_list() -> QuerySet[PermissionMode]:
-    return PermissionMode.objects.all()
+    return PermissionMode.objects.order_by(*PERMISSION_MODE_ORDERING)
+
+
+def permission_mode_page(*, cursor: str | None, page_size: int | None = None) -> Page[PermissionMode]:
+    return keyset_page(
+        PermissionMode.objects.all(), ordering=PERMISSION_MODE_ORDERING, cursor=cursor, page_size=page_size
+    )
 
 
 def permission_mode_find(*, name: str) -> PermissionMode | None:

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import logging
-import time
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
 from audit import actions
+from audit.folding import fold_due
 from audit.services import audit_record
 from core.exceptions import InvalidInput, NotPermitted, ObjectNotFound
-from core.locks import transaction_lock
 from policies import rules
 from policies.models import PermissionMode
 from policies.scopes import ALL_SCOPES, BUILTIN_MODES, MODE_ALIASES, ordered
 
 logger = logging.getLogger(__name__)
-
-# How long an agent's denial bookkeeping outlives its last audited denial: refusals folded and then followed by
-# none for this long are in the log only.
-_DENIALS_STATE_SECONDS = 7 * 86400
 
 
 def agent_access_denied_record(*, principal, route: str, method: str, scope: str, denied_by: str) -> None:
@@ -39,7 +32,7 @@ def agent_access_denied_record(*, principal, route: str, method: str, scope: str
         denied_by,
     )
     with transaction.atomic():
-        folded = _agent_denials_fold(agent_id=principal.agent_id)
+        folded = fold_due(f"agent_denials_{principal.agent_id}")
         if folded is None:
             return
         audit_record(
@@ -59,22 +52,6 @@ def agent_access_denied_record(*, principal, route: str, method: str, scope: str
                 "folded": folded,
             },
         )
-
-
-def _agent_denials_fold(*, agent_id) -> int | None:
-    """Inside the caller's transaction: None when this refusal is folded into the agent's next row, else the
-    number of refusals folded since its previous row (the row is due). The bookkeeping is in the shared cache,
-    read and updated under a lock, so parallel refusals are each counted once; should the cache lose it, the
-    next refusal is audited: more rows, never fewer."""
-    key = f"agent_denials_{agent_id}"
-    transaction_lock(key)
-    state = cache.get(key)
-    now = time.time()
-    if state is not None and now - state["audited_at"] < settings.CODERAUTH_LAST_USED_RESOLUTION.total_seconds():
-        cache.set(key, {**state, "folded": state["folded"] + 1}, _DENIALS_STATE_SECONDS)
-        return None
-    cache.set(key, {"audited_at": now, "folded": 0}, _DENIALS_STATE_SECONDS)
-    return 0 if state is None else state["folded"]
 
 
 ADMINS_ONLY = "Only admins may change permission modes."

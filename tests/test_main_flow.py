@@ -87,7 +87,7 @@ def test_concepts_walk_through():
     assert child["scopes"] == ["agent:report"] and child["parent_id"] == issued["id"]
 
     # 9. Metadata only, then revoke the parent: the child goes with it.
-    listed = _ok(user.get(f"{B}/workspaceagents/{agent['id']}/tokens"), 200)
+    listed = _ok(user.get(f"{B}/workspaceagents/{agent['id']}/tokens"), 200)["results"]
     assert {item["id"] for item in listed} == {issued["id"], child["id"]}
     assert token not in str(listed) and child["token"] not in str(listed)
     assert _ok(user.delete(f"{B}/workspaceagents/{agent['id']}/tokens/{issued['id']}"), 204) is None

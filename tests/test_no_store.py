@@ -31,6 +31,7 @@ CARRY_SECRETS = {
     "agents:user-gitsshkey": "the user's key pair (its public half)",
     "agents:agent-token-list": "a new agent token",
     "agents:agent-child-token": "a new child token",
+    "agents:agent-token-rotate": "the successor of a rotated child token",
     "agents:agent-gitsshkey": "the owner's SSH private key",
     "agents:agent-external-auth": "an OAuth access token",
     "agents:agent-gitauth": "an OAuth access token",
@@ -132,6 +133,15 @@ def _requests(world) -> dict[str, tuple]:
             201,
         ),
         "agents:agent-child-token": (agent_client, "post", reverse("agents:agent-child-token"), {}, 201),
+        "agents:agent-token-rotate": (
+            client_for_agent_token(
+                agent_client.post(reverse("agents:agent-child-token"), {}, format="json").json()["token"]
+            ),
+            "post",
+            reverse("agents:agent-token-rotate"),
+            {},
+            201,
+        ),
         "agents:agent-gitsshkey": (agent_client, "get", reverse("agents:agent-gitsshkey"), None, 200),
         "agents:agent-external-auth": (
             agent_client,

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.django_db
 
 CONNECT, REPORT, GITSSHKEY, EXTERNAL_AUTH = "agent:connect", "agent:report", "agent:gitsshkey", "agent:external-auth"
 ANY_VALID_TOKEN = None  # routes any valid agent token may call (child tokens, self-revoke)
+CHILD_TOKEN_STATES = {"narrower-child"}  # tokens an agent minted: only these rotate
 
 # docs/concepts.md modes table, plus the custom mode the factory creates.
 MODE_SCOPES: dict[str, frozenset[str]] = {
@@ -88,6 +89,7 @@ ROUTES = [
     ),
     Route("child-token", "post", "agents:agent-child-token", ANY_VALID_TOKEN, 201, body={}),
     Route("self-revoke", "delete", "agents:agent-child-token-detail", ANY_VALID_TOKEN, 204, needs_token_id=True),
+    Route("rotate", "post", "agents:agent-token-rotate", ANY_VALID_TOKEN, 201, body={}),
     Route("gitsshkey", "get", "agents:agent-gitsshkey", GITSSHKEY, 200),
     Route("external-auth", "get", "agents:agent-external-auth", EXTERNAL_AUTH, 200, query="?id=github"),
     Route(
@@ -102,6 +104,8 @@ def expected_status(route: Route, mode_name: str, state: str) -> int:
     if token_scopes is None:
         return 401
     allowed = token_scopes & MODE_SCOPES[mode_name]
+    if route.name == "rotate":  # a token issued by a user is replaced by issuing a new one, not rotated
+        return route.success if state in CHILD_TOKEN_STATES else 400
     if route.scope is ANY_VALID_TOKEN:
         return route.success if allowed else 400
     return route.success if route.scope in allowed else 403
@@ -230,6 +234,9 @@ def assert_body(route: Route, world: World, response, mode_name: str, state: str
         assert set(response.json()["scopes"]) == TOKEN_SCOPES[state] & MODE_SCOPES[mode_name]
     elif route.name == "self-revoke":
         assert AgentToken.objects.get(pk=world.token_ids[state]).is_revoked()
+    elif route.name == "rotate" and expected == 201:
+        assert set(response.json()["scopes"]) == TOKEN_SCOPES[state]
+        assert str(AgentToken.objects.get(pk=world.token_ids[state]).rotated_to_id) == response.json()["id"]
 
 
 CASES = [

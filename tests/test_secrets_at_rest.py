@@ -15,7 +15,7 @@ from agents.services.user_data import git_ssh_private_key
 from core import crypto, tokens
 from tests.helpers.clients import client_for_agent_token, client_for_user
 from tests.helpers.factories import PASSWORD
-from tests.helpers.responses import assert_status
+from tests.helpers.responses import assert_status, page_results
 
 pytestmark = pytest.mark.django_db
 
@@ -99,7 +99,7 @@ def run_main_flow(member, admin_user) -> dict[str, str]:
 
 
 def _token_id(client) -> str:
-    return client.get(reverse("agents:user-token-list")).data[0]["id"]
+    return page_results(client.get(reverse("agents:user-token-list")))[0]["id"]
 
 
 def _every_cell():

@@ -34,7 +34,7 @@ from tests.helpers.responses import assert_status
 # The schema of the release before the newest migrations. Whoever adds a migration moves this forward to the
 # nodes the previous release shipped, so that the upgrade tested is the one installations make next.
 PREVIOUS_SCHEMA: tuple[Node, ...] = (
-    ("agents", "0003_agenttoken_last_rejected_at"),
+    ("agents", "0004_token_key_id"),
     ("audit", "0002_append_only_hash_chain"),
     ("policies", "0004_throttle_cache_table"),
 )
@@ -270,6 +270,10 @@ def test_installation_upgrades_in_place(migrator, schema):
     rows_after = migrator.table_row_counts()
     assert {table: rows_after.get(table) for table in rows_before} == rows_before, "the upgrade lost or added rows"
     assert AgentToken.objects.get(pk=installation.child_token_id).parent_id == installation.root_token_id
+    if schema.nodes is not None:
+        # Chains minted before depths were recorded get their real depth, so the depth cap counts them too.
+        depths = dict(AgentToken.objects.values_list("id", "depth"))
+        assert (depths[installation.root_token_id], depths[installation.child_token_id]) == (0, 1)
     populated_ids = [row_id for row_id, _ in installation.audit_rows]
     stored = list(AuditEvent.objects.filter(id__in=populated_ids).order_by("id").values_list("id", "hash"))
     if schema.audit_chained:

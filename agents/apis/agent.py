@@ -87,9 +87,12 @@ class AgentAppStatusApi(AgentApi):
         message = serializers.CharField()
         uri = serializers.CharField()
         created_at = serializers.DateTimeField()
+        token_id = serializers.UUIDField(help_text="The token that reported it.")
 
     @extend_schema(
-        request=InputSerializer, responses={200: OutputSerializer, **errors(400, 401, 403, scope_denied=True)}
+        request=InputSerializer,
+        responses={200: OutputSerializer, **errors(400, 401, 403, 429, scope_denied=True)},
+        description="Past the agent's app status quota (per minute, in statuses and in bytes): 429 with Retry-After.",
     )
     def patch(self, request):
         data = self.InputSerializer(data=request.data)
@@ -104,7 +107,8 @@ class AgentLogsApi(AgentApi):
     class LogLineSerializer(serializers.Serializer):
         created_at = serializers.DateTimeField()
         level = serializers.ChoiceField(choices=["trace", "debug", "info", "warn", "error"])
-        output = serializers.CharField(max_length=65536, allow_blank=True, trim_whitespace=False)
+        # The size limit is in UTF-8 bytes (CODERAUTH_AGENT_LOG_LINE_MAX_BYTES), checked by the service.
+        output = serializers.CharField(allow_blank=True, trim_whitespace=False)
 
     class InputSerializer(serializers.Serializer):
         logs = serializers.ListField(min_length=1, max_length=1000)
@@ -113,7 +117,12 @@ class AgentLogsApi(AgentApi):
         accepted = serializers.IntegerField()
 
     @extend_schema(
-        request=InputSerializer, responses={200: OutputSerializer, **errors(400, 401, 403, 413, scope_denied=True)}
+        request=InputSerializer,
+        responses={200: OutputSerializer, **errors(400, 401, 403, 413, 429, scope_denied=True)},
+        description=(
+            "A line's output may hold CODERAUTH_AGENT_LOG_LINE_MAX_BYTES UTF-8 bytes (400 beyond, naming the line). "
+            "Past the agent's log quota (per minute, in lines and in bytes): 429 with Retry-After, nothing stored."
+        ),
     )
     def patch(self, request):
         envelope = self.InputSerializer(data=request.data)
@@ -126,7 +135,8 @@ class AgentLogsApi(AgentApi):
 
 
 class AgentChildTokenApi(AgentApi):
-    """Any valid agent token may mint a child; the service keeps its scopes within the caller's."""
+    """Any valid agent token may mint a child; the service keeps its scopes within the caller's and caps how many
+    live children an agent holds and how deep a chain goes (409 beyond)."""
 
     required_scope = ANY_VALID_AGENT_TOKEN
     carries_secret = True  # the new token: Cache-Control: no-store (core/http/no_store.py)
@@ -136,7 +146,7 @@ class AgentChildTokenApi(AgentApi):
         scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, max_length=10)
         lifetime_seconds = serializers.IntegerField(min_value=60, max_value=LIFETIME_SECONDS_LIMIT, required=False)
 
-    @extend_schema(request=InputSerializer, responses={201: IssuedAgentTokenSerializer, **errors(400, 401)})
+    @extend_schema(request=InputSerializer, responses={201: IssuedAgentTokenSerializer, **errors(400, 401, 409)})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.response import Response
 
-from agents.selectors.reports import REPORT_COLUMNS, permissions_report_rows
+from agents.selectors.reports import REPORT_COLUMNS, permissions_report_page, permissions_report_rows
 from audit.apis import AuditorApi
 from audit.exports import csv_attachment
 from core.http.openapi import errors
+from core.http.pagination import page_parameters, page_request, paged, paged_response
 
 REPORT_FORMATS = ("csv", "json")
 
@@ -40,20 +40,27 @@ class PermissionsReportApi(AuditorApi):
         recommendation = serializers.CharField(help_text='"no-user-data" when the agent can be tightened safely.')
 
     @extend_schema(
+        operation_id="reports_permissions_list",
         parameters=[
             OpenApiParameter("format", str, enum=list(REPORT_FORMATS), default="json"),
             OpenApiParameter("unused_days", int, default=30, description="N: no user-data read in N days."),
+            *page_parameters(),
         ],
         responses={
-            200: OutputSerializer(many=True),
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The same rows as CSV."),
+            200: paged("PermissionsReportPage", OutputSerializer),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description="Every row as one CSV file; `page_size` and `cursor` do not apply."
+            ),
             **errors(400, 401, 403),
         },
     )
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        rows = permissions_report_rows(unused_days=params.validated_data["unused_days"])
+        unused_days = params.validated_data["unused_days"]
         if params.validated_data["format"] == "csv":
+            rows = permissions_report_rows(unused_days=unused_days)
             return csv_attachment(columns=REPORT_COLUMNS, rows=rows, name="permissions")
-        return Response(self.OutputSerializer(rows, many=True).data)
+        paging = page_request(request)
+        page = permissions_report_page(unused_days=unused_days, cursor=paging.cursor, page_size=paging.page_size)
+        return paged_response(request, page, self.OutputSerializer)

@@ -15,6 +15,7 @@ from agents.models import ExternalAuthProvider
 from agents.selectors import workspaces as selectors
 from agents.services import user_data, users
 from core.http.openapi import errors
+from core.http.pagination import page_parameters, page_request, paged, paged_response
 from core.http.throttles import PASSWORD_CHANGE_THROTTLES, SIGN_IN_THROTTLES
 from core.roles import user_role
 
@@ -120,9 +121,15 @@ class UserTokenListCreateApi(APIView):
         token = serializers.CharField(help_text="Shown once; only a keyed digest is stored.")
         expires_at = serializers.DateTimeField()
 
-    @extend_schema(responses={200: UserTokenOutputSerializer(many=True), **errors(401)})
+    @extend_schema(
+        operation_id="users_me_tokens_list",
+        parameters=page_parameters(),
+        responses={200: paged("UserTokenPage", UserTokenOutputSerializer), **errors(400, 401)},
+    )
     def get(self, request):
-        return Response(UserTokenOutputSerializer(selectors.user_token_list(user=request.user), many=True).data)
+        paging = page_request(request)
+        page = selectors.user_token_page(user=request.user, cursor=paging.cursor, page_size=paging.page_size)
+        return paged_response(request, page, UserTokenOutputSerializer)
 
     @extend_schema(request=InputSerializer, responses={201: CreatedSerializer, **errors(400, 401)})
     def post(self, request):
@@ -200,9 +207,15 @@ class ExternalAuthProviderListCreateApi(APIView):
         type = serializers.CharField(max_length=40)
         regex = serializers.CharField(max_length=500)
 
-    @extend_schema(responses={200: ProviderSerializer(many=True), **errors(401)})
+    @extend_schema(
+        operation_id="external_auth_providers_list",
+        parameters=page_parameters(),
+        responses={200: paged("ExternalAuthProviderPage", ProviderSerializer), **errors(400, 401)},
+    )
     def get(self, request):
-        return Response(self.ProviderSerializer(ExternalAuthProvider.objects.order_by("id"), many=True).data)
+        paging = page_request(request)
+        page = selectors.external_auth_provider_page(cursor=paging.cursor, page_size=paging.page_size)
+        return paged_response(request, page, self.ProviderSerializer)
 
     @extend_schema(request=ProviderSerializer, responses={201: ProviderSerializer, **errors(400, 401, 403)})
     def post(self, request):

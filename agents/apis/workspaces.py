@@ -12,6 +12,7 @@ from agents.services import tokens as token_services
 from agents.services import workspaces as workspace_services
 from core.exceptions import InvalidInput
 from core.http.openapi import errors
+from core.http.pagination import page_parameters, page_request, paged, paged_response
 from policies.fields import PermissionModeField
 from policies.scopes import ALL_SCOPES, ordered
 
@@ -78,10 +79,15 @@ class WorkspaceListCreateApi(APIView):
         owner = serializers.CharField(max_length=150, required=False)
         permission_mode = PermissionModeField(required=False)
 
-    @extend_schema(responses={200: WorkspaceOutputSerializer(many=True), **errors(401)})
+    @extend_schema(
+        operation_id="workspaces_list",
+        parameters=page_parameters(),
+        responses={200: paged("WorkspacePage", WorkspaceOutputSerializer), **errors(400, 401)},
+    )
     def get(self, request):
-        workspaces = selectors.workspace_list_for(user=request.user)
-        return Response(WorkspaceOutputSerializer(workspaces, many=True).data)
+        paging = page_request(request)
+        page = selectors.workspace_page_for(user=request.user, cursor=paging.cursor, page_size=paging.page_size)
+        return paged_response(request, page, WorkspaceOutputSerializer)
 
     @extend_schema(request=InputSerializer, responses={201: WorkspaceOutputSerializer, **errors(400, 401, 403)})
     def post(self, request):
@@ -204,10 +210,16 @@ class AgentTokenListCreateApi(APIView):
         scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), required=False, max_length=10)
         lifetime_seconds = serializers.IntegerField(min_value=60, max_value=LIFETIME_SECONDS_LIMIT, required=False)
 
-    @extend_schema(responses={200: AgentTokenOutputSerializer(many=True), **errors(401, 404)})
+    @extend_schema(
+        operation_id="workspaceagents_tokens_list",
+        parameters=page_parameters(),
+        responses={200: paged("AgentTokenPage", AgentTokenOutputSerializer), **errors(400, 401, 404)},
+    )
     def get(self, request, agent_id):
         agent = selectors.agent_get_for(user=request.user, agent_id=agent_id)
-        return Response(AgentTokenOutputSerializer(selectors.agent_token_list(agent=agent), many=True).data)
+        paging = page_request(request)
+        page = selectors.agent_token_page(agent=agent, cursor=paging.cursor, page_size=paging.page_size)
+        return paged_response(request, page, AgentTokenOutputSerializer)
 
     @extend_schema(request=InputSerializer, responses={201: IssuedAgentTokenSerializer, **errors(400, 401, 403, 404)})
     def post(self, request, agent_id):

@@ -1,6 +1,8 @@
 """Limits under abuse: each agent token's chain depth (filled in for the tokens already there, so the cap
 counts existing chains too), the rotated-out link of refresh-token rotation, which token reported each app
-status, the per-agent report quota windows, and the indexes the live-children cap and log retention use."""
+status, the per-agent report quota windows, and the indexes the live-children cap, log retention and the
+keyset-paged token lists use. The per-token `last_rejected_at` goes: rejected tokens are audited once per agent
+and period, with a count."""
 
 import django.db.models.deletion
 from django.conf import settings
@@ -50,6 +52,19 @@ class Migration(migrations.Migration):
             model_name='appstatus',
             name='token',
             field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='agents.agenttoken'),
+        ),
+        # Rejections are folded per agent now (audit/folding.py), not per token.
+        migrations.RemoveField(
+            model_name='agenttoken',
+            name='last_rejected_at',
+        ),
+        migrations.AddIndex(
+            model_name='agenttoken',
+            index=models.Index(fields=['agent', '-created_at', '-id'], name='agent_token_list'),
+        ),
+        migrations.AddIndex(
+            model_name='usertoken',
+            index=models.Index(fields=['user', 'kind', '-created_at', '-id'], name='user_token_list'),
         ),
         migrations.AddIndex(
             model_name='agentlog',

@@ -53,9 +53,6 @@ class AgentToken(TokenState):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    # When `agent_token.rejected` was last audited for this token: a leaked token replayed in a loop
-    # gets one audit row per resolution period, not one per request.
-    last_rejected_at = models.DateTimeField(null=True, blank=True, editable=False)
     # How many ancestors the token has (0: issued by a user), so the chain-depth cap needs no recursive query.
     depth = models.PositiveSmallIntegerField(default=0, editable=False)
     # Set when the token was rotated out (revoked, with its subtree moved to this successor). Presenting a
@@ -67,6 +64,8 @@ class AgentToken(TokenState):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            # An agent's token list, newest first, paged by keyset.
+            models.Index(fields=["agent", "-created_at", "-id"], name="agent_token_list"),
             # The live-children cap counts these under the agent's tree lock.
             models.Index(
                 fields=["agent", "expires_at"],
@@ -99,6 +98,8 @@ class UserToken(TokenState):
 
     class Meta:
         ordering = ["-created_at"]
+        # A user's API token list, newest first, paged by keyset.
+        indexes = [models.Index(fields=["user", "kind", "-created_at", "-id"], name="user_token_list")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(expires_at__gt=models.F("created_at")), name="user_token_expires_after_creation"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from agents.models import AgentToken, WorkspaceAgent, live_token_q
 from audit import actions
 from audit.models import AuditEvent
+from core.pagination import Page, keyset_page
 from policies.scopes import MODE_NO_USER_DATA, USER_DATA_SCOPES, ordered
 
 REPORT_COLUMNS: tuple[str, ...] = (
@@ -32,29 +33,53 @@ REPORT_COLUMNS: tuple[str, ...] = (
 )
 
 
+# By owner, workspace, agent: unique, since names are unique per owner and per workspace.
+REPORT_ORDERING = ("workspace__owner__username", "workspace__name", "name")
+
+
+def _report_agents() -> QuerySet[WorkspaceAgent]:
+    return WorkspaceAgent.objects.select_related(
+        "workspace__owner", "workspace__permission_mode", "permission_mode"
+    ).order_by(*REPORT_ORDERING)
+
+
 def permissions_report_rows(*, unused_days: int = 30) -> list[dict[str, Any]]:
+    """One row per agent, every agent (the CSV download and the web page): see _report_rows."""
+    return _report_rows(list(_report_agents()), unused_days=unused_days, whole=True)
+
+
+def permissions_report_page(
+    *, unused_days: int = 30, cursor: str | None, page_size: int | None = None
+) -> Page[dict[str, Any]]:
+    """One page of the report's rows, in the same order as permissions_report_rows."""
+    page = keyset_page(_report_agents(), ordering=REPORT_ORDERING, cursor=cursor, page_size=page_size)
+    return Page(items=_report_rows(page.items, unused_days=unused_days), next_cursor=page.next_cursor)
+
+
+def _report_rows(agents: list[WorkspaceAgent], *, unused_days: int, whole: bool = False) -> list[dict[str, Any]]:
     """One row per agent: who *could* reach user data, who *did*, and who can be tightened safely.
 
     Three queries whatever the number of agents: agents with their workspace, owner and modes;
-    token aggregates; user-data access aggregates from the audit log.
+    token aggregates; user-data access aggregates from the audit log. A page aggregates its own agents only.
     """
     now = timezone.now()
     stale_before = now - timedelta(days=unused_days)
-    agents = WorkspaceAgent.objects.select_related(
-        "workspace__owner", "workspace__permission_mode", "permission_mode"
-    ).order_by("workspace__owner__username", "workspace__name", "name")
+    token_rows = AgentToken.objects.all()
+    access_rows = AuditEvent.objects.filter(action=actions.AGENT_USER_DATA_ACCESSED, agent_id__isnull=False)
+    if not whole:
+        agent_ids = [agent.id for agent in agents]
+        token_rows = token_rows.filter(agent_id__in=agent_ids)
+        access_rows = access_rows.filter(agent_id__in=agent_ids)
     token_stats = {
         row["agent_id"]: row
-        for row in AgentToken.objects.values("agent_id").annotate(
+        for row in token_rows.values("agent_id").annotate(
             live=Count("id", filter=live_token_q(now)),
             last_used=Max("last_used_at"),
         )
     }
     access_stats = {
         row["agent_id"]: row
-        for row in AuditEvent.objects.filter(action=actions.AGENT_USER_DATA_ACCESSED, agent_id__isnull=False)
-        .values("agent_id")
-        .annotate(
+        for row in access_rows.values("agent_id").annotate(
             last=Max("time"),
             gitsshkey=Max("time", filter=Q(details__route="gitsshkey")),
             external_auth=Max("time", filter=Q(details__route__in=["external-auth", "gitauth"])),

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from django.db.models import Prefetch, QuerySet
 
-from agents.models import AgentToken, AppStatus, UserToken, Workspace, WorkspaceAgent
+from agents.models import AgentToken, AppStatus, ExternalAuthProvider, UserToken, Workspace, WorkspaceAgent
 from core.exceptions import ObjectNotFound
+from core.pagination import Page, keyset_page
 from core.roles import can_read_everything
 from policies import rules
 
@@ -21,6 +22,17 @@ def workspace_list_for(*, user) -> QuerySet[Workspace]:
     if can_read_everything(user):
         return queryset
     return queryset.filter(owner=user)
+
+
+# The model's order, under the unique constraint (owner, name): its index serves every page.
+WORKSPACE_ORDERING = ("owner_id", "name")
+# Newest first; the id breaks ties between tokens created in the same microsecond.
+TOKEN_ORDERING = ("-created_at", "-id")
+
+
+def workspace_page_for(*, user, cursor: str | None, page_size: int | None = None) -> Page[Workspace]:
+    """One page of the workspaces `user` may see (workspace_list_for), their agents prefetched for that page only."""
+    return keyset_page(workspace_list_for(user=user), ordering=WORKSPACE_ORDERING, cursor=cursor, page_size=page_size)
 
 
 def workspace_get_for(*, user, workspace_id) -> Workspace:
@@ -68,7 +80,11 @@ def agent_looser_override_list(*, workspaces: Iterable[Workspace]) -> list[Loose
 
 
 def agent_token_list(*, agent: WorkspaceAgent) -> QuerySet[AgentToken]:
-    return AgentToken.objects.filter(agent=agent).order_by("-created_at")
+    return AgentToken.objects.filter(agent=agent).order_by(*TOKEN_ORDERING)
+
+
+def agent_token_page(*, agent: WorkspaceAgent, cursor: str | None, page_size: int | None = None) -> Page[AgentToken]:
+    return keyset_page(agent_token_list(agent=agent), ordering=TOKEN_ORDERING, cursor=cursor, page_size=page_size)
 
 
 def agent_token_get(*, agent: WorkspaceAgent, token_id) -> AgentToken:
@@ -83,7 +99,16 @@ def app_status_list(*, agent: WorkspaceAgent, limit: int = 20) -> list[AppStatus
 
 
 def user_token_list(*, user) -> QuerySet[UserToken]:
-    return UserToken.objects.filter(user=user, kind=UserToken.KIND_API).order_by("-created_at")
+    return UserToken.objects.filter(user=user, kind=UserToken.KIND_API).order_by(*TOKEN_ORDERING)
+
+
+def user_token_page(*, user, cursor: str | None, page_size: int | None = None) -> Page[UserToken]:
+    """One page of the user's own API tokens (not login sessions), newest first."""
+    return keyset_page(user_token_list(user=user), ordering=TOKEN_ORDERING, cursor=cursor, page_size=page_size)
+
+
+def external_auth_provider_page(*, cursor: str | None, page_size: int | None = None) -> Page[ExternalAuthProvider]:
+    return keyset_page(ExternalAuthProvider.objects.all(), ordering=("id",), cursor=cursor, page_size=page_size)
 
 
 def user_token_get(*, user, token_id) -> UserToken:

@@ -15,11 +15,13 @@ import logging
 from datetime import datetime
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from agents.models import AgentToken, UserToken
+from agents.services.rotation import agent_token_lineage_revoke
 from audit import actions
+from audit.folding import fold_due
 from audit.services import audit_record
 from core import tokens
 from core.db import prepared_statement_cursor
@@ -43,7 +45,7 @@ SELECT t.id, t.hint, t.scopes, t.expires_at, t.revoked_at, t.parent_id,
        a.id, a.name, w.id, w.name, u.id, u.username,
        COALESCE(agent_mode.name, workspace_mode.name),
        COALESCE(agent_mode.scopes, workspace_mode.scopes),
-       u.is_active
+       u.is_active, t.rotated_to_id
 FROM agents_agenttoken t
 JOIN agents_workspaceagent a ON a.id = t.agent_id
 JOIN agents_workspace w ON w.id = a.workspace_id
@@ -117,8 +119,15 @@ def agent_principal_resolve(*, raw_token: str) -> AgentPrincipal | None:
         mode_name,
         mode_scopes,
         owner_active,
+        rotated_to_id,
     ) = row
     if revoked_at is not None or expires_at <= now or not owner_active:
+        # A rotated-out token presented again: two holders, so its lineage goes (recorded as reuse). Once the
+        # lineage is dead there is nothing left to revoke, and it is refused like any revoked token.
+        if rotated_to_id is not None and agent_token_lineage_revoke(
+            token_id=token_id, agent_id=agent_id, workspace_id=workspace_id
+        ):
+            return None
         reason = "revoked" if revoked_at is not None else ("expired" if expires_at <= now else "owner_inactive")
         agent_token_rejection_record(
             token_id=token_id, hint=hint, agent_id=agent_id, workspace_id=workspace_id, reason=reason
@@ -143,28 +152,23 @@ def agent_principal_resolve(*, raw_token: str) -> AgentPrincipal | None:
 
 
 def agent_token_rejection_record(*, token_id, hint: str, agent_id, workspace_id, reason: str) -> None:
-    """A known token after expiry or revocation may be a leak: worth an audit event, at most one per token
-    per CODERAUTH_LAST_USED_RESOLUTION so a replay loop cannot flood the audit table. Every attempt is logged."""
+    """A known token after expiry or revocation may be a leak: worth an audit event, at most one per agent per
+    CODERAUTH_LAST_USED_RESOLUTION (audit/folding.py), so neither a replay loop nor a tree of pre-minted children
+    replayed one by one can flood the audit table. The row's `folded` counts the rejections of that agent since
+    its previous row that got no row of their own. Every attempt is logged."""
     logger.warning("Rejected agent token presented: %s (%s)", hint, reason)
-    now = timezone.now()
     with transaction.atomic():
-        first_in_period = (
-            AgentToken.objects.filter(pk=token_id)
-            .filter(
-                models.Q(last_rejected_at__isnull=True)
-                | models.Q(last_rejected_at__lte=now - settings.CODERAUTH_LAST_USED_RESOLUTION)
-            )
-            .update(last_rejected_at=now)
+        folded = fold_due(f"agent_rejections_{agent_id}")
+        if folded is None:
+            return
+        audit_record(
+            action=actions.AGENT_TOKEN_REJECTED,
+            actor_type="agent",
+            actor=str(agent_id),
+            workspace_id=workspace_id,
+            agent_id=agent_id,
+            details={"token_id": str(token_id), "token_hint": hint, "reason": reason, "folded": folded},
         )
-        if first_in_period:
-            audit_record(
-                action=actions.AGENT_TOKEN_REJECTED,
-                actor_type="agent",
-                actor=str(agent_id),
-                workspace_id=workspace_id,
-                agent_id=agent_id,
-                details={"token_id": str(token_id), "token_hint": hint, "reason": reason},
-            )
 
 
 def user_token_resolve(*, raw_token: str) -> UserToken | None:

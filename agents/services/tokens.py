@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -9,15 +10,17 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from agents.models import AgentToken, WorkspaceAgent
+from agents.models import AgentToken, WorkspaceAgent, live_token_q
 from agents.services import locks
 from audit import actions
 from audit.services import audit_record
 from core import tokens
-from core.exceptions import InvalidInput, ObjectNotFound
+from core.exceptions import Conflict, InvalidInput, ObjectNotFound
 from policies import rules
 from policies.principals import AgentPrincipal
 from policies.scopes import ordered
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,9 @@ class IssuedAgentToken:
     plaintext: str  # shown once in the response, never stored
 
 
-def _create(*, agent_id, name: str, scopes, expires_at, parent_id=None, created_by=None) -> IssuedAgentToken:
+def _create(
+    *, agent_id, name: str, scopes, expires_at, parent_id=None, depth: int = 0, created_by=None
+) -> IssuedAgentToken:
     secret = tokens.generate("agent")
     token = AgentToken.objects.create(
         agent_id=agent_id,
@@ -37,6 +42,7 @@ def _create(*, agent_id, name: str, scopes, expires_at, parent_id=None, created_
         created_at=timezone.now(),
         expires_at=expires_at,
         parent_id=parent_id,
+        depth=depth,
         created_by=created_by,
     )
     return IssuedAgentToken(token=token, plaintext=secret.plaintext)
@@ -99,7 +105,10 @@ def agent_token_issue(
 def agent_child_token_issue(
     *, principal: AgentPrincipal, scopes: list[str] | None = None, lifetime_seconds: int | None = None, name: str = ""
 ) -> IssuedAgentToken:
-    """A narrower, shorter-lived token minted by an agent with its own token (the MCP server's)."""
+    """A narrower, shorter-lived token minted by an agent with its own token (the MCP server's).
+
+    Capped per agent: live children (CODERAUTH_AGENT_MAX_LIVE_CHILD_TOKENS) and chain depth
+    (CODERAUTH_AGENT_TOKEN_MAX_DEPTH); beyond either, Conflict."""
     lifetime = (
         settings.CODERAUTH_CHILD_TOKEN_LIFETIME if lifetime_seconds is None else timedelta(seconds=lifetime_seconds)
     )
@@ -120,10 +129,12 @@ def agent_child_token_issue(
             )
         # A fresh statement after the lock: sees a revocation committed while we waited.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT revoked_at FROM agents_agenttoken WHERE id = %s", [principal.token_id])
+            cursor.execute("SELECT revoked_at, depth FROM agents_agenttoken WHERE id = %s", [principal.token_id])
             row = cursor.fetchone()
         if row is None or row[0] is not None:
             raise InvalidInput("The parent token was revoked.")
+        depth = row[1] + 1
+        _require_child_caps(principal=principal, depth=depth)
         # Never outlive the parent: a longer request is clamped, not refused.
         expires_at = min(timezone.now() + lifetime, principal.token_expires_at)
         issued = _create(
@@ -132,6 +143,7 @@ def agent_child_token_issue(
             scopes=requested,
             expires_at=expires_at,
             parent_id=principal.token_id,
+            depth=depth,
         )
         audit_record(
             action=actions.AGENT_TOKEN_ISSUED,
@@ -142,6 +154,43 @@ def agent_child_token_issue(
             details=_token_details(issued.token),
         )
     return issued
+
+
+def _require_child_caps(*, principal: AgentPrincipal, depth: int) -> None:
+    """Under the tree lock, so parallel mints cannot slip past: a chain no deeper than the setting allows, and no
+    more live children per agent than the setting allows. A refusal changes nothing and writes no audit row (the
+    409 is the answer); the log keeps it."""
+    max_depth = settings.CODERAUTH_AGENT_TOKEN_MAX_DEPTH
+    if depth > max_depth:
+        logger.warning(
+            "Child token refused: agent %s, a child of token %s would be at depth %d (cap %d)",
+            principal.agent_id,
+            principal.token_id,
+            depth,
+            max_depth,
+        )
+        raise Conflict(
+            f"A child of this token would be at depth {depth}; a chain of child tokens may go at most "
+            f"{max_depth} deep (CODERAUTH_AGENT_TOKEN_MAX_DEPTH = {max_depth}).",
+            extra={"limit": max_depth, "code": "token_depth"},
+        )
+    max_live = settings.CODERAUTH_AGENT_MAX_LIVE_CHILD_TOKENS
+    # Counted on the partial index agent_token_live_children (parent set, not revoked), expiry in the range.
+    live = AgentToken.objects.filter(
+        live_token_q(timezone.now()), agent_id=principal.agent_id, parent__isnull=False
+    ).count()
+    if live >= max_live:
+        logger.warning(
+            "Child token refused: agent %s already holds %d live child tokens (cap %d)",
+            principal.agent_id,
+            live,
+            max_live,
+        )
+        raise Conflict(
+            f"This agent already holds {live} live child tokens, the most it may hold at once "
+            f"(CODERAUTH_AGENT_MAX_LIVE_CHILD_TOKENS = {max_live}); revoke some or let them expire first.",
+            extra={"limit": max_live, "code": "live_child_tokens"},
+        )
 
 
 def _lock_token_tree(agent_id) -> None:

@@ -1,30 +1,37 @@
 """coderauth's REST API as the MCP server uses it, and the narrow child tokens it runs on.
 
-Token plan (docs/mcp.md). The parent agent token is used at start-up only:
+Token plan (docs/mcp.md). The parent agent token is used at start-up only, and only in a short-lived
+process (`coderauth.mcp.bootstrap`), so it never enters the long-lived server:
 1. it reads the manifest (is the token valid, what may it do now),
 2. it mints the *renewal token*: a child holding only agent:connect + agent:report (what the manifest
-   allows of those), living as long as the parent. It never makes an API call other than minting and
-   revoking the working token, so it rarely leaves memory;
+   allows of those), living as long as the parent. It never makes an API call other than rotating
+   itself and minting and revoking the working token, so it rarely leaves memory;
 3. the *working token*, a child of the renewal token with the same scopes and a 15-minute lifetime, is
-   used for every tool call and replaced once two thirds of its lifetime have passed.
-After start-up the parent is dropped, so its `last_used_at` stops moving and a memory dump of the
-running server never yields the parent's wider scopes (git SSH key, external auth). A clean exit
-revokes the renewal token, which revokes the working token with it (revocation covers a subtree).
-Why not renew from the working token itself: a child never outlives its parent, so renewing from the
-current child could never extend the lifetime.
+   used for every tool call and replaced once two thirds of its lifetime have passed. Each replacement
+   first rotates the renewal token (the old one is revoked, the working tokens move under the new one),
+   so a stolen copy of either is noticed: presenting a rotated-out token revokes the whole lineage, and
+   this server then answers every tool with "credentials revoked".
+A clean exit revokes the renewal token, which revokes the working token with it (revocation covers a
+subtree). Why not renew from the working token itself: a child never outlives its parent, so renewing
+from the current child could never extend the lifetime.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
+import math
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import httpx
+
+from coderauth.mcp import answers
+from coderauth.mcp.answers import BadAnswer, ChildToken
 
 logger = logging.getLogger("coderauth.mcp")
 
@@ -32,15 +39,29 @@ AGENT_CONNECT = "agent:connect"
 AGENT_REPORT = "agent:report"
 MCP_SCOPES = (AGENT_CONNECT, AGENT_REPORT)
 
+MANIFEST_PATH = "workspaceagents/me/manifest"
+TOKENS_PATH = "workspaceagents/me/tokens"
+ROTATE_PATH = "workspaceagents/me/tokens/rotate"
+
 WORKING_TOKEN_LIFETIME_SECONDS = 15 * 60
 RENEW_AFTER_FRACTION = 2 / 3
+# A working token is not used for a manifest re-read this close to its expiry (clocks and latency).
+VALIDITY_MARGIN_SECONDS = 60
 # Asked for, then clamped by the server to the parent's own expiry (a child never outlives its parent).
 RENEWAL_TOKEN_LIFETIME_SECONDS = 365 * 86400
 
+# Limits under a misbehaving or hostile upstream. Read at call time, so tests can lower them.
+MAX_RESPONSE_BYTES = 1024 * 1024  # a larger answer is cut off and refused, never held in full
+CALL_DEADLINE_SECONDS = 30.0  # one deadline per tool call, retries and slow trickles included
+# When the mode is known to lack agent:report, the manifest is re-read at most this often to notice a change.
+MANIFEST_RECHECK_SECONDS = 30.0
+# Revocations on the way out get this long, even when the call that failed was cancelled by its deadline.
+REVOKE_DEADLINE_SECONDS = 5.0
+
 RETRY_STATUSES = frozenset({502, 503, 504})
 # Methods safe to repeat after the request may have been applied. PATCH qualifies because the only PATCH
-# (app-status) repeats an identical body, so a retry at worst records the same status twice. POST mints tokens:
-# a repeat would leave a duplicate token behind.
+# (app-status) repeats an identical body, so a retry at worst records the same status twice. POST mints or
+# rotates tokens: a repeat would leave a duplicate token behind, or look like the reuse of a stolen token.
 REPEATABLE_METHODS = frozenset({"GET", "PATCH", "DELETE"})
 # Raised before the request left this process (no connection, or none free), so any method may be retried.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -48,6 +69,8 @@ MAX_ATTEMPTS = 4
 BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 2.0
 REQUEST_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+CREDENTIALS_REVOKED = "credentials revoked; restart the MCP server with a fresh agent token"
 
 
 class ApiError(Exception):
@@ -85,16 +108,11 @@ class Unreachable(Exception):
     """coderauth gave no answer: unreachable after the retries, or a POST whose answer was lost (not retried)."""
 
 
-@dataclass
-class ChildToken:
-    id: str
-    token: str
-    scopes: tuple[str, ...]
-    expires_at: str
-    renew_at: float = 0.0  # time.monotonic() value
+class CredentialsRevoked(Exception):
+    """The renewal lineage is gone (refused with 401, or abandoned after a rotation of unknown outcome)."""
 
-    def __repr__(self) -> str:  # never print the secret, even by accident
-        return f"ChildToken(id={self.id!r}, scopes={self.scopes!r}, expires_at={self.expires_at!r})"
+    def __init__(self) -> None:
+        super().__init__(CREDENTIALS_REVOKED)
 
 
 class CoderClient:
@@ -129,12 +147,15 @@ class CoderClient:
         await self._http.aclose()
 
     async def request(self, method: str, path: str, *, token: str, json: Any = None) -> Any:
-        """The decoded JSON body (None for 204). Raises ApiError or Unreachable."""
+        """The decoded JSON body (None for an empty answer). Raises ApiError, Unreachable or BadAnswer.
+
+        `path` is relative to /api/v2/, or an absolute URL the caller has checked (a page's `next`).
+        """
         headers = {"Authorization": f"Bearer {token}"}
         repeatable = method.upper() in REPEATABLE_METHODS
         for attempt in range(1, self._max_attempts + 1):
             try:
-                response = await self._http.request(method, path, headers=headers, json=json)
+                status, reason, content = await self._send(method, path, headers=headers, json=json)
             except httpx.TransportError as exc:
                 failure = f"{type(exc).__name__} {exc}".strip()
                 if not (repeatable or isinstance(exc, NOT_SENT_ERRORS)):
@@ -146,28 +167,53 @@ class CoderClient:
                     raise Unreachable(f"cannot reach {self.base_url}: {failure}") from None
                 logger.warning("%s %s failed (%s); retrying", method, path, type(exc).__name__)
             else:
-                if not repeatable or response.status_code not in RETRY_STATUSES or attempt == self._max_attempts:
-                    return self._decode(response, method=method, path=path)
-                logger.warning("%s %s answered %s; retrying", method, path, response.status_code)
+                if not repeatable or status not in RETRY_STATUSES or attempt == self._max_attempts:
+                    return self._decode(status, reason, content, method=method, path=path)
+                logger.warning("%s %s answered %s; retrying", method, path, status)
             delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             await self._sleep(delay * (0.5 + random.random() / 2))  # jitter: many agents restart together
         raise AssertionError("unreachable")  # the loop always returns or raises
 
+    async def _send(self, method: str, path: str, *, headers: dict[str, str], json: Any) -> tuple[int, str, bytes]:
+        """Status, reason and body, the body read as a stream and refused past MAX_RESPONSE_BYTES."""
+        limit = MAX_RESPONSE_BYTES
+        async with self._http.stream(method, path, headers=headers, json=json) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise BadAnswer(f"{method} {path}: the answer is larger than {limit} bytes")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():  # decoded size: a compressed bomb is cut off as well
+                size += len(chunk)
+                if size > limit:
+                    raise BadAnswer(f"{method} {path}: the answer is larger than {limit} bytes")
+                chunks.append(chunk)
+            return response.status_code, response.reason_phrase, b"".join(chunks)
+
     @staticmethod
-    def _decode(response: httpx.Response, *, method: str, path: str) -> Any:
-        try:
-            body = response.json() if response.content else None
-        except ValueError:
-            body = None
-        if response.is_success:
+    def _decode(status: int, reason: str, content: bytes, *, method: str, path: str) -> Any:
+        body: Any = None
+        decoded = True
+        if content:
+            try:
+                body = jsonlib.loads(content)
+            except ValueError:
+                decoded = False
+        if 200 <= status < 300:
+            if not decoded:
+                raise BadAnswer(f"{method} {path}: the answer is not JSON")
             return body
-        if body is None:
-            body = {"detail": response.reason_phrase or "error"}
-        raise ApiError(response.status_code, body, method=method, path=path)
+        if not isinstance(body, dict):
+            body = {"detail": reason or "error"}
+        raise ApiError(status, body, method=method, path=path)
 
 
 class AgentCredentials:
-    """The renewal and working child tokens (see the module docstring), renewed lazily before use."""
+    """The renewal and working child tokens (see the module docstring), renewed lazily before use.
+
+    Also what this server last saw of the mode (`allowed`), so a report the mode refuses is refused here
+    without minting, revoking or retrying upstream.
+    """
 
     def __init__(self, client: CoderClient, *, clock: Callable[[], float] = time.monotonic):
         self.client = client
@@ -176,25 +222,30 @@ class AgentCredentials:
         self.renewal: ChildToken | None = None
         self.working: ChildToken | None = None
         self.manifest: dict[str, Any] = {}
+        self.allowed: frozenset[str] = frozenset()  # the MCP scopes the mode allowed when last seen
+        self.revoked = False
+        self._manifest_read_at = -math.inf
+
+    # Start-up, in the short-lived bootstrap process: the only methods that take the parent token.
 
     async def read_manifest(self, *, parent_token: str) -> dict[str, Any]:
         """Validate the parent agent token: the manifest says whose it is and what it may do now."""
-        self.manifest = await self.client.request("GET", "workspaceagents/me/manifest", token=parent_token)
+        self.note_manifest(await self.client.request("GET", MANIFEST_PATH, token=parent_token))
         return self.manifest
 
-    async def mint(self, *, parent_token: str) -> None:
-        """Mint the renewal and the working token from the parent. The parent is not kept."""
-        allowed = set(self.manifest.get("scopes") or [])
-        scopes = [scope for scope in MCP_SCOPES if scope in allowed]
-        if AGENT_REPORT not in allowed:
+    async def mint_renewal(self, *, parent_token: str) -> ChildToken:
+        """Mint the renewal token from the parent. A malformed answer naming a token id revokes that token."""
+        scopes = [scope for scope in MCP_SCOPES if scope in self.allowed]
+        if AGENT_REPORT not in self.allowed:
             logger.warning(
-                "the agent's mode %r does not allow %s now; coder_report_task will fail until it does",
+                "the agent's mode %r does not allow %s now; coder_report_task will refuse until a restart after "
+                "the mode allows it",
                 self.manifest.get("permission_mode"),
                 AGENT_REPORT,
             )
         body = await self.client.request(
             "POST",
-            "workspaceagents/me/tokens",
+            TOKENS_PATH,
             token=parent_token,
             json={
                 "name": "coderauth-mcp renewal",
@@ -202,44 +253,144 @@ class AgentCredentials:
                 "lifetime_seconds": RENEWAL_TOKEN_LIFETIME_SECONDS,
             },
         )
-        self.renewal = _child_from(body)
-        self.working = await self._mint_working(self.renewal)
+        try:
+            self.renewal = answers.child_token(body, what="the renewal token")
+        except BadAnswer:
+            token_id = body.get("id") if isinstance(body, dict) else None
+            if isinstance(token_id, str) and _is_uuid(token_id):
+                await self.revoke_quietly(token_id, token=parent_token)
+            raise
+        return self.renewal
+
+    # In the server process.
+
+    def adopt(self, *, renewal: ChildToken, manifest: dict[str, Any]) -> None:
+        """Take over the renewal token the bootstrap process minted, and the manifest it read."""
+        self.renewal = renewal
+        self.note_manifest(manifest)
+
+    def note_manifest(self, body: Any) -> dict[str, Any]:
+        """Check a manifest answer's shape and remember what the mode allows now."""
+        self.manifest = answers.manifest(body)
+        self.allowed = frozenset(self.manifest["scopes"]) & frozenset(MCP_SCOPES)
+        self._manifest_read_at = self._clock()
+        return self.manifest
+
+    async def start_working(self) -> ChildToken:
+        """The first working token, from the renewal token (no rotation: it was minted just now)."""
+        async with self._lock:
+            self._check_alive()
+            self.working = await self._mint_working(self.renewal)
+        return self.working
+
+    def _check_alive(self) -> None:
+        if self.revoked:
+            raise CredentialsRevoked()
+        if self.renewal is None:
+            raise RuntimeError("the MCP server holds no child token (not started, or shutting down)")
+
+    def _lineage_revoked(self) -> CredentialsRevoked:
+        """A 401 for the renewal token: its lineage was revoked, by a user or because a stolen copy was used."""
+        if not self.revoked:
+            logger.error(
+                "coderauth refused the renewal token (401): its lineage was revoked, by a user or because a "
+                "rotated-out copy was presented (possible theft); %s",
+                CREDENTIALS_REVOKED,
+            )
+        self.revoked = True
+        self.renewal = self.working = None
+        return CredentialsRevoked()
 
     async def _mint_working(self, renewal: ChildToken) -> ChildToken:
         payload = {"name": "coderauth-mcp", "lifetime_seconds": WORKING_TOKEN_LIFETIME_SECONDS}
-        path = "workspaceagents/me/tokens"
+        fallback = False
         try:
             body = await self.client.request(
-                "POST", path, token=renewal.token, json={**payload, "scopes": list(renewal.scopes)}
+                "POST", TOKENS_PATH, token=renewal.token, json={**payload, "scopes": list(renewal.scopes)}
             )
         except ApiError as exc:
+            if exc.status == 401:
+                raise self._lineage_revoked() from None
             if exc.status != 400:
                 raise
             # The mode was narrowed since start-up: take what is allowed now, try the full set next renewal.
-            body = await self.client.request("POST", path, token=renewal.token, json=payload)
-        child = _child_from(body)
-        child.renew_at = self._clock() + WORKING_TOKEN_LIFETIME_SECONDS * RENEW_AFTER_FRACTION
+            fallback = True
+            try:
+                body = await self.client.request("POST", TOKENS_PATH, token=renewal.token, json=payload)
+            except ApiError as again:
+                if again.status == 401:
+                    raise self._lineage_revoked() from None
+                raise
+        child = answers.child_token(body, what="the working token")
+        minted = frozenset(child.scopes) & frozenset(MCP_SCOPES)
+        self.allowed = minted if fallback else self.allowed | minted
+        now = self._clock()
+        child.renew_at = now + WORKING_TOKEN_LIFETIME_SECONDS * RENEW_AFTER_FRACTION
+        child.valid_until = now + WORKING_TOKEN_LIFETIME_SECONDS - VALIDITY_MARGIN_SECONDS
         return child
 
+    async def _rotate(self, renewal: ChildToken) -> ChildToken:
+        """The renewal token's successor. Never retried once sent: a repeat would look like the reuse of a
+        stolen token. When the outcome is unknown, the lineage is revoked rather than left live unseen."""
+        try:
+            body = await self.client.request("POST", ROTATE_PATH, token=renewal.token, json={})
+            return answers.child_token(body, what="the rotated renewal token")
+        except ApiError as exc:
+            if exc.status == 401:
+                raise self._lineage_revoked() from None
+            if exc.status < 500:
+                # An answer: nothing was rotated, so the renewal token stays valid and in use.
+                logger.warning("could not rotate the renewal token: %s", exc)
+                return renewal
+            failure: Exception = exc
+        except (Unreachable, BadAnswer) as exc:
+            failure = exc
+        except anyio.get_cancelled_exc_class():
+            await self._abandon(renewal, "the call's deadline passed during the rotation")
+            raise
+        await self._abandon(renewal, str(failure))
+        raise CredentialsRevoked()
+
+    async def _abandon(self, renewal: ChildToken, reason: str) -> None:
+        """After a rotation of unknown outcome: present the old renewal token once more, to revoke it. If the
+        rotation did happen, coderauth takes that as reuse and revokes the whole lineage; either way no token
+        of this server is left live without it knowing."""
+        logger.error("rotating the renewal token gave no usable answer (%s); revoking its lineage", reason)
+        self.revoked = True
+        self.renewal = self.working = None
+        await self.revoke_quietly(renewal.id, token=renewal.token)
+
+    async def revoke_quietly(self, token_id: str, *, token: str) -> bool:
+        """Revoke, shielded from cancellation and bounded in time. Never raises."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(REVOKE_DEADLINE_SECONDS):
+            try:
+                await self.client.request("DELETE", f"{TOKENS_PATH}/{token_id}", token=token)
+                return True
+            except (ApiError, Unreachable, BadAnswer) as exc:
+                logger.warning("could not revoke token %s: %s", token_id, exc)
+        return False
+
     async def renew(self, *, stale: ChildToken | None = None) -> ChildToken:
-        """Replace the working token (unless another caller already replaced `stale`) and revoke the old one."""
+        """Rotate the renewal token, mint a working token from the new one, revoke the old working token
+        (unless another caller already replaced `stale`)."""
         async with self._lock:
-            old, renewal = self.working, self.renewal
-            if renewal is None:
-                raise RuntimeError("the MCP server's child tokens were revoked; it is shutting down")
+            self._check_alive()
+            old = self.working
             if stale is not None and old is not stale:
                 return old  # renewed meanwhile by a concurrent call
+            renewal = self.renewal = await self._rotate(self.renewal)
             fresh = self.working = await self._mint_working(renewal)
         # Renewals only: at start-up the server's single "ready" line already names the scopes.
         logger.info("working token %s renewed with %s", fresh.id, ", ".join(fresh.scopes))
         if old is not None:
             try:
-                await self.client.request("DELETE", f"workspaceagents/me/tokens/{old.id}", token=renewal.token)
-            except (ApiError, Unreachable) as exc:
+                await self.client.request("DELETE", f"{TOKENS_PATH}/{old.id}", token=renewal.token)
+            except (ApiError, Unreachable, BadAnswer) as exc:
                 logger.warning("could not revoke the previous working token %s: %s", old.id, exc)
         return fresh
 
     async def working_token(self) -> ChildToken:
+        self._check_alive()
         current = self.working
         if current is None:
             raise RuntimeError("the MCP server holds no child token (not started, or shutting down)")
@@ -255,25 +406,46 @@ class AgentCredentials:
         try:
             return await self.client.request(method, path, token=current.token, json=json)
         except ApiError as exc:
+            if exc.status == 403 and isinstance(exc.body.get("required_scope"), str):
+                self.allowed -= {exc.body["required_scope"]}
             narrower = renewal is not None and set(current.scopes) < set(renewal.scopes)
             if not (exc.status == 401 or (exc.status == 403 and narrower)):
                 raise
         current = await self.renew(stale=current)
         return await self.client.request(method, path, token=current.token, json=json)
 
-    async def close(self) -> None:
-        """Revoke the renewal token and with it the working token (clean exit). Never raises."""
+    async def may_report(self) -> bool:
+        """Whether agent:report is allowed now, at the cost of at most one upstream request: a manifest
+        re-read, at most once per MANIFEST_RECHECK_SECONDS, with the current working token (never a mint)."""
+        self._check_alive()
+        if AGENT_REPORT not in self.renewal.scopes:
+            return False  # no working token can hold it before a restart
+        if AGENT_REPORT in self.allowed:
+            return True
+        working, now = self.working, self._clock()
+        if now - self._manifest_read_at < MANIFEST_RECHECK_SECONDS or working is None or now >= working.valid_until:
+            return False
+        self._manifest_read_at = now  # a failing re-read is not repeated at once either
+        try:
+            self.note_manifest(await self.client.request("GET", MANIFEST_PATH, token=working.token))
+        except (ApiError, Unreachable, BadAnswer) as exc:
+            logger.warning("could not re-read the manifest: %s", exc)
+            return False
+        return AGENT_REPORT in self.allowed
+
+    async def close(self, *, announce: bool = True) -> None:
+        """Revoke the renewal token and with it the working token (exit). Never raises. `announce=False`
+        keeps a failed start-up to its single stderr line."""
         renewal, self.renewal, self.working = self.renewal, None, None
         if renewal is None:
             return
-        try:
-            await self.client.request("DELETE", f"workspaceagents/me/tokens/{renewal.id}", token=renewal.token)
+        if await self.revoke_quietly(renewal.id, token=renewal.token) and announce:
             logger.info("child tokens revoked")
-        except (ApiError, Unreachable) as exc:
-            logger.warning("could not revoke the child tokens on exit: %s", exc)
 
 
-def _child_from(body: dict[str, Any]) -> ChildToken:
-    return ChildToken(
-        id=str(body["id"]), token=body["token"], scopes=tuple(body.get("scopes") or ()), expires_at=body["expires_at"]
-    )
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,9 +1,15 @@
-"""Configuration from Coder's environment names, each mirrored by a command-line flag (the flag wins)."""
+"""Configuration from Coder's environment names, each mirrored by a command-line flag (the flag wins).
+
+The agent token itself is not read here: the long-lived server only learns where it is (a file, or the
+CODER_AGENT_TOKEN variable), and the short-lived bootstrap process (bootstrap.py) reads it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +30,8 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class Config:
     url: str
-    agent_token: str = field(repr=False)
-    agent_token_source: str  # the variable or flag it came from, named in error messages
+    agent_token_source: str  # the variable or flag it comes from, named in error messages
+    agent_token_file: str | None = None  # None: the token is in CODER_AGENT_TOKEN
     session_token: str | None = field(default=None, repr=False)
     session_token_source: str | None = None
     app_status_slug: str = DEFAULT_APP_STATUS_SLUG
@@ -41,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         description="MCP server (stdio) for coderauth. Needs only the agent token; a user token adds user tools.",
     )
     parser.add_argument("--url", help="coderauth base URL (env CODER_URL)")
-    parser.add_argument("--agent-token", help="agent token (env CODER_AGENT_TOKEN); prefer the env or a file")
+    parser.add_argument("--agent-token", help="refused: a command line is visible to every process (ps)")
     parser.add_argument("--agent-token-file", help="file holding the agent token (env CODER_AGENT_TOKEN_FILE)")
     parser.add_argument("--session-token", help="optional user token for user tools (env CODER_SESSION_TOKEN)")
     parser.add_argument("--app-status-slug", help="app slug of reported statuses (env CODER_MCP_APP_STATUS_SLUG)")
@@ -49,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_token_file(path: str, source: str) -> str:
+def read_token_file(path: str, source: str) -> str:
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -59,17 +65,20 @@ def _read_token_file(path: str, source: str) -> str:
     return token
 
 
-def _agent_token(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str]:
-    """The first of: --agent-token, --agent-token-file, CODER_AGENT_TOKEN, CODER_AGENT_TOKEN_FILE."""
-    if args.agent_token:
-        return args.agent_token.strip(), "--agent-token"
+def _agent_token_source(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """Where the token is, the first of --agent-token-file, CODER_AGENT_TOKEN, CODER_AGENT_TOKEN_FILE: the
+    source's name and the file's path (None for the variable). --agent-token is refused outright."""
+    if args.agent_token is not None:
+        raise ConfigError(
+            "--agent-token is refused: a command line is visible to every process (ps, /proc/<pid>/cmdline); "
+            "use CODER_AGENT_TOKEN_FILE or --agent-token-file"
+        )
     if args.agent_token_file:
-        return _read_token_file(args.agent_token_file, "--agent-token-file"), "--agent-token-file"
+        return "--agent-token-file", args.agent_token_file
     if environ.get("CODER_AGENT_TOKEN", "").strip():
-        return environ["CODER_AGENT_TOKEN"].strip(), "CODER_AGENT_TOKEN"
+        return "CODER_AGENT_TOKEN", None
     if environ.get("CODER_AGENT_TOKEN_FILE", "").strip():
-        path = environ["CODER_AGENT_TOKEN_FILE"].strip()
-        return _read_token_file(path, "CODER_AGENT_TOKEN_FILE"), "CODER_AGENT_TOKEN_FILE"
+        return "CODER_AGENT_TOKEN_FILE", environ["CODER_AGENT_TOKEN_FILE"].strip()
     raise ConfigError("CODER_AGENT_TOKEN is missing (set CODER_AGENT_TOKEN or CODER_AGENT_TOKEN_FILE)")
 
 
@@ -108,7 +117,7 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
         raise ConfigError("CODER_URL is missing (set CODER_URL or pass --url)")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"CODER_URL must start with http:// or https://, got {url!r}")
-    agent_token, agent_source = _agent_token(args, environ)
+    agent_source, agent_file = _agent_token_source(args, environ)
     if args.session_token:
         session_token, session_source = args.session_token.strip(), "--session-token"
     elif environ.get("CODER_SESSION_TOKEN", "").strip():
@@ -119,8 +128,8 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     allowed_raw = args.allowed_tools if args.allowed_tools is not None else environ.get("CODER_MCP_ALLOWED_TOOLS")
     return Config(
         url=url,
-        agent_token=agent_token,
         agent_token_source=agent_source,
+        agent_token_file=agent_file,
         session_token=session_token,
         session_token_source=session_source,
         app_status_slug=slug,
@@ -133,3 +142,13 @@ def token_hint(token: str) -> str:
     prefix, sep, _ = token.partition("_")
     head = f"{prefix}_" if sep and len(prefix) <= 4 else ""
     return f"{head}…{token[-4:]}" if len(token) > 8 else "…"
+
+
+def configure_logging() -> None:
+    """stderr only (stdout is the protocol); our lines at INFO, libraries' at WARNING."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("coderauth-mcp %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("coderauth.mcp").setLevel(logging.INFO)

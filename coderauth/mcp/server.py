@@ -1,32 +1,55 @@
 """The stdio MCP server: start-up checks, the tools, and a clean exit that revokes its child tokens.
 
 stdout carries the MCP protocol only; every log line goes to stderr and names tokens by hint alone.
+The parent agent token never enters this process when it is given by file: the start-up exchange that
+needs it runs in a short-lived child process (bootstrap.py), which hands over only the renewal token.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+import httpx
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field
 
-from coderauth.mcp.client import AGENT_REPORT, AgentCredentials, ApiError, CoderClient, Unreachable
-from coderauth.mcp.config import AGENT_TOOLS, USER_TOOLS, Config, ConfigError, load_config, token_hint
+from coderauth.mcp import answers
+from coderauth.mcp import client as client_module
+from coderauth.mcp.answers import BadAnswer, ChildToken
+from coderauth.mcp.client import AGENT_REPORT, AgentCredentials, ApiError, CoderClient, CredentialsRevoked, Unreachable
+from coderauth.mcp.config import (
+    AGENT_TOOLS,
+    USER_TOOLS,
+    Config,
+    ConfigError,
+    configure_logging,
+    load_config,
+    token_hint,
+)
 
 logger = logging.getLogger("coderauth.mcp")
 
 SUMMARY_MAX_LENGTH = 160
 EXIT_CONFIG = 2
 EXIT_TOKEN = 1
+# `GET workspaces` is keyset-paginated (the server's page size, 50 by default): at most this many pages are
+# read for one tool call. The page size is left to the server, whose maximum an operator may lower.
+MAX_WORKSPACE_PAGES = 20
+# The bootstrap process gets the exchange's own deadline plus time to start an interpreter.
+BOOTSTRAP_START_SECONDS = 15.0
+
+T = TypeVar("T")
 
 INSTRUCTIONS = (
     "Report what you are doing with coder_report_task: a short summary (at most 160 characters), an optional link, "
@@ -36,12 +59,20 @@ INSTRUCTIONS = (
 
 
 class StartupError(Exception):
-    """A refused or unreachable credential at start-up; the message is the single stderr line."""
+    """A refused or unreachable credential at start-up; the message is the single stderr line (None: the
+    bootstrap process already printed it) and `code` the exit status."""
+
+    def __init__(self, message: str | None, *, code: int = EXIT_TOKEN):
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, ApiError):
         return f"coderauth answered {exc.describe()}"
+    if isinstance(exc, BadAnswer):
+        return f"coderauth's answer is unusable: {exc}"
     return str(exc)
 
 
@@ -54,10 +85,19 @@ class CoderTools:
         self.user = user
         self._last_report: tuple[str, str, str, str] | None = None
 
-    async def _agent(self, action: str, method: str, path: str, *, json: Any = None) -> Any:
+    @staticmethod
+    async def _bounded(action: str, call: Callable[[], Awaitable[T]]) -> T:
+        """One deadline for the whole tool call (retries, renewals and slow answers included), and every
+        upstream failure as a short ToolError."""
+        deadline = client_module.CALL_DEADLINE_SECONDS
         try:
-            return await self.credentials.agent_request(method, path, json=json)
-        except (ApiError, Unreachable) as exc:
+            with anyio.fail_after(deadline):
+                return await call()
+        except TimeoutError:
+            raise ToolError(f"Could not {action}: coderauth did not answer within {deadline:g} s.") from None
+        except CredentialsRevoked as exc:
+            raise ToolError(str(exc)) from None
+        except (ApiError, Unreachable, BadAnswer) as exc:
             raise ToolError(f"Could not {action}: {_describe(exc)}") from None
 
     def _require_user_token(self, tool: str) -> str:
@@ -70,10 +110,32 @@ class CoderTools:
 
     async def _user(self, tool: str, action: str, path: str) -> Any:
         token = self._require_user_token(tool)
-        try:
-            return await self.credentials.client.request("GET", path, token=token)
-        except (ApiError, Unreachable) as exc:
-            raise ToolError(f"Could not {action}: {_describe(exc)}") from None
+        return await self._bounded(action, lambda: self.credentials.client.request("GET", path, token=token))
+
+    async def _workspaces(self, tool: str) -> tuple[list[dict[str, Any]], bool]:
+        """Every page of `GET workspaces` up to MAX_WORKSPACE_PAGES, and whether more were left unread.
+        A `next` outside this coderauth is refused: the user token goes nowhere else."""
+        token = self._require_user_token(tool)
+        client = self.credentials.client
+        list_url = httpx.URL(f"{client.base_url}/api/v2/workspaces")
+
+        async def read() -> tuple[list[dict[str, Any]], bool]:
+            items: list[dict[str, Any]] = []
+            url: str | None = "workspaces"
+            for _ in range(MAX_WORKSPACE_PAGES):
+                page, url = answers.workspace_page(await client.request("GET", url, token=token))
+                items.extend(page)
+                if url is None:
+                    return items, False
+                try:
+                    outside = httpx.URL(url).copy_with(query=None, fragment=None) != list_url
+                except httpx.InvalidURL:
+                    outside = True
+                if outside:
+                    raise BadAnswer("the workspace list: 'next' points outside coderauth")
+            return items, True
+
+        return await self._bounded("list workspaces", read)
 
     async def report_task(self, *, summary: str, link: str, state: str) -> dict[str, Any]:
         summary = summary.strip()
@@ -87,23 +149,60 @@ class CoderTools:
         if report == self._last_report:
             return {"reported": False, "note": "Unchanged since the last report, so it was not sent again."}
         body = {"app_slug": report[0], "message": report[1], "uri": report[2], "state": report[3]}
-        stored = await self._agent("store the status report", "PATCH", "workspaceagents/me/app-status", json=body)
+        credentials = self.credentials
+
+        async def send() -> dict[str, Any]:
+            # Refused here, not upstream, when the mode lacks agent:report: no mint, no revoke, no retry.
+            if not await credentials.may_report():
+                raise ToolError(self._report_refusal())
+            working = credentials.working
+            if working is not None and AGENT_REPORT not in working.scopes:
+                await credentials.renew(stale=working)  # the mode allows it again: a working token that holds it
+            answer = await credentials.agent_request("PATCH", "workspaceagents/me/app-status", json=body)
+            return answers.app_status(answer)
+
+        stored = await self._bounded("store the status report", send)
         self._last_report = report
         return {"reported": True, "app_status": stored}
 
+    def _report_refusal(self) -> str:
+        credentials = self.credentials
+        if credentials.renewal is not None and AGENT_REPORT not in credentials.renewal.scopes:
+            return (
+                f"Not reported: the permission mode did not allow {AGENT_REPORT} when the MCP server started, so "
+                "its tokens cannot hold it; restart the MCP server once the mode allows it."
+            )
+        return (
+            f"Not reported: the permission mode {credentials.manifest.get('permission_mode')!r} does not allow "
+            f"{AGENT_REPORT} now (coder_get_agent shows the current scopes)."
+        )
+
     async def get_agent(self) -> dict[str, Any]:
-        manifest = await self._agent("read the agent manifest", "GET", "workspaceagents/me/manifest")
+        async def read() -> dict[str, Any]:
+            answer = await self.credentials.agent_request("GET", "workspaceagents/me/manifest")
+            return self.credentials.note_manifest(answer)
+
+        manifest = await self._bounded("read the agent manifest", read)
         return {
             **manifest,
-            "can_report": AGENT_REPORT in (manifest.get("scopes") or []),
+            "can_report": AGENT_REPORT in manifest["scopes"],
             "app_status_slug": self.config.app_status_slug,
         }
 
     async def get_authenticated_user(self) -> dict[str, Any]:
-        return await self._user("coder_get_authenticated_user", "read the authenticated user", "users/me")
+        answer = await self._user("coder_get_authenticated_user", "read the authenticated user", "users/me")
+        return self._checked("read the authenticated user", answers.user, answer)
 
-    async def list_workspaces(self) -> list[dict[str, Any]]:
-        return await self._user("coder_list_workspaces", "list workspaces", "workspaces")
+    async def list_workspaces(self) -> dict[str, Any]:
+        items, truncated = await self._workspaces("coder_list_workspaces")
+        return {"workspaces": items, "truncated": truncated} if truncated else {"workspaces": items}
+
+    @staticmethod
+    def _checked(action: str, check: Callable[[Any], T], answer: Any) -> T:
+        try:
+            return check(answer)
+        except BadAnswer as exc:
+            raise ToolError(f"Could not {action}: {_describe(exc)}") from None
 
     async def get_workspace(self, workspace: str) -> dict[str, Any]:
         """By id, or by name (`name` or `owner/name`); a name shared by several owners must be qualified."""
@@ -114,16 +213,21 @@ class CoderTools:
         except ValueError:
             workspace_id = None
         if workspace_id is not None:
-            return await self._user(tool, f"read workspace {workspace}", f"workspaces/{workspace_id}")
+            action = f"read workspace {workspace}"
+            return self._checked(
+                action, answers.workspace, await self._user(tool, action, f"workspaces/{workspace_id}")
+            )
         owner, _, name = workspace.rpartition("/")
-        candidates = [
-            item
-            for item in await self._user(tool, "list workspaces", "workspaces")
-            if item.get("name") == name and (not owner or item.get("owner") == owner)
-        ]
+        items, truncated = await self._workspaces(tool)
+        candidates = [item for item in items if item["name"] == name and (not owner or item["owner"] == owner)]
         if len(candidates) > 1 and self.user:
             own = [item for item in candidates if item.get("owner") == self.user.get("username")]
             candidates = own or candidates
+        if not candidates and truncated:
+            raise ToolError(
+                f"No workspace named {workspace!r} in the first {MAX_WORKSPACE_PAGES} pages of workspaces visible "
+                "to this user; give its id."
+            )
         if not candidates:
             raise ToolError(f"No workspace named {workspace!r} is visible to this user.")
         if len(candidates) > 1:
@@ -161,7 +265,7 @@ def build_server(tools: CoderTools) -> FastMCP:
 
     async def coder_list_workspaces() -> dict[str, Any]:
         """The workspaces the user may see, with their agents and permission modes."""
-        return {"workspaces": await tools.list_workspaces()}
+        return await tools.list_workspaces()
 
     async def coder_get_workspace(
         workspace: Annotated[str, Field(description="A workspace id, a name, or owner/name.")],
@@ -181,31 +285,74 @@ def build_server(tools: CoderTools) -> FastMCP:
     return server
 
 
-async def start(config: Config, client: CoderClient) -> tuple[AgentCredentials, dict[str, Any] | None]:
-    """Check the agent token, then the user token, then mint the child tokens. Raises StartupError."""
-    credentials = AgentCredentials(client)
-    agent_name = f"{config.agent_token_source} ({token_hint(config.agent_token)})"
+def _bootstrap_command(config: Config) -> list[str]:
+    command = [sys.executable, "-m", "coderauth.mcp.bootstrap", "--url", config.url, "--source"]
+    command.append(config.agent_token_source)
+    if config.agent_token_file:
+        command += ["--agent-token-file", config.agent_token_file]
+    return command
+
+
+def _bootstrap_env() -> dict[str, str]:
+    """This process's environment, with the directory holding this package first on PYTHONPATH so the child
+    imports the same code however this one was started."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return env
+
+
+async def bootstrap(config: Config) -> tuple[ChildToken, dict[str, Any]]:
+    """Run the start-up exchange that needs the parent token in a child process; take its renewal token."""
+    deadline = client_module.CALL_DEADLINE_SECONDS + BOOTSTRAP_START_SECONDS
     try:
-        await credentials.read_manifest(parent_token=config.agent_token)
-    except ApiError as exc:
-        raise StartupError(f"{agent_name} was rejected by {config.url}: {exc.describe()}")
-    except Unreachable as exc:
-        raise StartupError(f"cannot check {agent_name}: {exc}")
+        with anyio.fail_after(deadline):
+            done = await anyio.run_process(
+                _bootstrap_command(config), stdin=subprocess.DEVNULL, check=False, env=_bootstrap_env()
+            )
+    except TimeoutError:
+        raise StartupError(f"the start-up exchange with {config.url} took longer than {deadline:g} s") from None
+    if done.stderr:
+        sys.stderr.write(done.stderr.decode("utf-8", "replace"))
+        sys.stderr.flush()
+    if done.returncode != 0:
+        raise StartupError(None, code=done.returncode if done.returncode in (EXIT_TOKEN, EXIT_CONFIG) else EXIT_TOKEN)
+    try:
+        handed_over = json.loads(done.stdout)
+        renewal = answers.child_token(handed_over["renewal"], what="the renewal token")
+        return renewal, handed_over["manifest"]
+    except (ValueError, TypeError, KeyError, BadAnswer):
+        raise StartupError("the start-up exchange handed over no usable renewal token") from None
+
+
+async def start(config: Config, credentials: AgentCredentials) -> dict[str, Any] | None:
+    """Check the user token, then (in the bootstrap process) the agent token, then mint the working token.
+    Raises StartupError. The caller revokes the renewal token whatever happens after it was minted."""
+    client = credentials.client
     user = None
     if config.session_token:
         user_name = f"{config.session_token_source} ({token_hint(config.session_token)})"
         try:
-            user = await client.request("GET", "users/me", token=config.session_token)
+            with anyio.fail_after(client_module.CALL_DEADLINE_SECONDS):
+                user = answers.user(await client.request("GET", "users/me", token=config.session_token))
         except ApiError as exc:
-            raise StartupError(f"{user_name} was rejected by {config.url}: {exc.describe()}")
-        except Unreachable as exc:
-            raise StartupError(f"cannot check {user_name}: {exc}")
+            raise StartupError(f"{user_name} was rejected by {config.url}: {exc.describe()}") from None
+        except (Unreachable, BadAnswer) as exc:
+            raise StartupError(f"cannot check {user_name}: {exc}") from None
+        except TimeoutError:
+            raise StartupError(f"cannot check {user_name}: no answer within the deadline") from None
+    renewal, manifest = await bootstrap(config)
+    credentials.renewal = renewal  # adopted first, so a failure below still revokes it
+    agent_name = f"{config.agent_token_source}'s renewal token"
     try:
-        await credentials.mint(parent_token=config.agent_token)
-    except (ApiError, Unreachable) as exc:
-        await credentials.close()
-        raise StartupError(f"{agent_name} could not mint its child token: {_describe(exc)}")
-    return credentials, user
+        credentials.adopt(renewal=renewal, manifest=manifest)
+        with anyio.fail_after(client_module.CALL_DEADLINE_SECONDS):
+            await credentials.start_working()
+    except TimeoutError:
+        raise StartupError(f"{agent_name} could not mint the working token: no answer within the deadline") from None
+    except (ApiError, Unreachable, BadAnswer, CredentialsRevoked) as exc:
+        raise StartupError(f"{agent_name} could not mint the working token: {_describe(exc)}") from None
+    return user
 
 
 async def _revoke_on_signal(credentials: AgentCredentials) -> None:
@@ -225,17 +372,26 @@ async def _revoke_on_signal(credentials: AgentCredentials) -> None:
 
 async def serve(config: Config) -> int:
     client = CoderClient(config.url)
-    credentials: AgentCredentials | None = None
+    credentials = AgentCredentials(client)
     try:
         try:
-            credentials, user = await start(config, client)
+            user = await start(config, credentials)
         except StartupError as exc:
-            print(f"coderauth-mcp: {exc}", file=sys.stderr, flush=True)
+            with anyio.CancelScope(shield=True):
+                await credentials.close(announce=False)
+            if exc.message:
+                print(f"coderauth-mcp: {exc.message}", file=sys.stderr, flush=True)
+            return exc.code
+        except Exception as exc:  # one line, never a traceback
+            with anyio.CancelScope(shield=True):
+                await credentials.close(announce=False)
+            print(f"coderauth-mcp: start-up failed: {type(exc).__name__}", file=sys.stderr, flush=True)
             return EXIT_TOKEN
-        # The parent agent token is not needed after start-up: drop every reference we hold.
-        config = dataclasses.replace(config, agent_token="")
-        for name in ("CODER_AGENT_TOKEN", "CODER_AGENT_TOKEN_FILE"):
-            os.environ.pop(name, None)
+        finally:
+            # Not needed after start-up. When the token was given in CODER_AGENT_TOKEN, the kernel still keeps
+            # the initial environment (/proc/<pid>/environ): docs/mcp.md says so and recommends the file.
+            for name in ("CODER_AGENT_TOKEN", "CODER_AGENT_TOKEN_FILE"):
+                os.environ.pop(name, None)
         tools = CoderTools(config=config, credentials=credentials, user=user)
         server = build_server(tools)
         manifest = credentials.manifest
@@ -254,20 +410,9 @@ async def serve(config: Config) -> int:
             task_group.cancel_scope.cancel()
         return 0
     finally:
-        if credentials is not None:
-            with anyio.CancelScope(shield=True):
-                await credentials.close()
+        with anyio.CancelScope(shield=True):
+            await credentials.close()
         await client.aclose()
-
-
-def configure_logging() -> None:
-    """stderr only (stdout is the protocol); our lines at INFO, libraries' at WARNING."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("coderauth-mcp %(levelname)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logger.setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

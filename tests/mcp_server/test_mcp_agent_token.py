@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 
 from agents.models import AgentToken
-from agents.services.tokens import agent_token_issue
+from agents.services.tokens import agent_token_issue, agent_token_revoke
 from agents.services.workspaces import agent_mode_set
 from audit.models import AuditEvent
 from policies.services import permission_mode_create
@@ -196,7 +196,8 @@ def test_summary_longer_than_160_characters_is_a_tool_error(live_server, owner, 
 
 def test_mode_change_mid_session_gives_a_tool_error_not_a_crash(live_server, owner, tmp_path):
     """A mode without agent:report, set while the server runs, makes coder_report_task a readable tool error; the
-    server keeps answering, and reporting works again once the mode allows it."""
+    server keeps answering, and reporting works again once it has seen the mode allow it (coder_get_agent reads
+    the manifest at once; a refused report re-reads it at most once per MANIFEST_RECHECK_SECONDS)."""
     agent, issued = agent_with_token(owner)
     admin = AdminFactory()
     env = server_env(CODER_URL=live_server.url, CODER_AGENT_TOKEN=issued.plaintext)
@@ -216,6 +217,7 @@ def test_mode_change_mid_session_gives_a_tool_error_not_a_crash(live_server, own
         refused = await session.call_tool("coder_report_task", report("After the change"))
         manifest = await session.call_tool("coder_get_agent", {})
         await in_db(restore)
+        await session.call_tool("coder_get_agent", {})
         again = await session.call_tool("coder_report_task", report("Mode restored"))
         return before, refused, manifest, again
 
@@ -227,6 +229,93 @@ def test_mode_change_mid_session_gives_a_tool_error_not_a_crash(live_server, own
     assert (body["permission_mode"], body["can_report"]) == ("connect-only", False)
     assert structured(again)["reported"] is True
     assert [status["message"] for status in latest_status(owner, agent)] == ["Mode restored", "Before the change"]
+
+
+def test_report_in_a_mode_without_agent_report_sends_nothing(live_server, owner, tmp_path):
+    """No amplification: when the mode lacked agent:report at start-up, coder_report_task is refused by the
+    server itself, each call costing no request, so no audit row, no mint, no revoke, no retry."""
+    admin = AdminFactory()
+    connect_only = permission_mode_create(
+        actor=admin, name="connect-only", description="Connect only.", scopes=["agent:connect"]
+    )
+    workspace = WorkspaceFactory(owner=owner, permission_mode=connect_only)
+    agent = AgentFactory(workspace=workspace)
+    issued = agent_token_issue(actor=owner, agent=agent, name="workspace agent")
+    env = server_env(CODER_URL=live_server.url, CODER_AGENT_TOKEN=issued.plaintext)
+
+    def snapshot():
+        return AuditEvent.objects.filter(agent_id=agent.id).count(), AgentToken.objects.filter(agent=agent).count()
+
+    async def scenario(session):
+        before = await in_db(snapshot)
+        refused = [await session.call_tool("coder_report_task", report(f"Step {n}")) for n in range(3)]
+        return before, refused, await in_db(snapshot)
+
+    before, refused, after = run_session(env, scenario, errlog_path=tmp_path / "stderr.log")
+    assert all(result.isError for result in refused)
+    assert "did not allow agent:report when the MCP server started" in text_of(refused[0])
+    assert after == before, "a refused report reached coderauth"
+
+
+def test_report_after_a_mid_session_denial_is_refused_without_amplification(live_server, owner, tmp_path):
+    """After the mode drops agent:report mid-session, the first report is denied upstream (one audited denial);
+    the next ones are refused by the server itself within MANIFEST_RECHECK_SECONDS: no new audit rows."""
+    agent, issued = agent_with_token(owner)
+    admin = AdminFactory()
+    env = server_env(CODER_URL=live_server.url, CODER_AGENT_TOKEN=issued.plaintext)
+
+    def narrow():
+        connect_only = permission_mode_create(
+            actor=admin, name="connect-only", description="Connect only.", scopes=["agent:connect"]
+        )
+        agent_mode_set(actor=admin, agent=agent, permission_mode=connect_only, reason="test")
+
+    def audit_rows():
+        return list(AuditEvent.objects.filter(agent_id=agent.id).values_list("action", flat=True).order_by("id"))
+
+    async def scenario(session):
+        await session.call_tool("coder_report_task", report("Before the change"))
+        await in_db(narrow)
+        before = await in_db(audit_rows)
+        denied = await session.call_tool("coder_report_task", report("Denied upstream"))
+        after_denial = await in_db(audit_rows)
+        refused = [await session.call_tool("coder_report_task", report(f"Refused {n}")) for n in range(3)]
+        return before, denied, after_denial, refused, await in_db(audit_rows)
+
+    before, denied, after_denial, refused, after = run_session(env, scenario, errlog_path=tmp_path / "stderr.log")
+    assert denied.isError and "403" in text_of(denied)
+    assert after_denial[len(before) :] == ["agent.access_denied"]
+    assert all(result.isError and "does not allow agent:report now" in text_of(result) for result in refused)
+    assert after == after_denial
+
+
+def test_renewal_rotates_the_renewal_token(live_server, owner, tmp_path):
+    """A renewal (forced here by revoking the working token) first rotates the renewal token: coderauth audits
+    agent_token.rotated, the old renewal token is revoked and points to its successor, and the call succeeds."""
+    agent, issued = agent_with_token(owner)
+    env = server_env(CODER_URL=live_server.url, CODER_AGENT_TOKEN=issued.plaintext)
+
+    def revoke_working():
+        working = AgentToken.objects.get(agent=agent, name="coderauth-mcp", revoked_at__isnull=True)
+        agent_token_revoke(actor=owner, token=working)
+        return AgentToken.objects.get(agent=agent, name="coderauth-mcp renewal", revoked_at__isnull=True).pk
+
+    async def scenario(session):
+        await session.call_tool("coder_get_agent", {})
+        first_renewal = await in_db(revoke_working)
+        renewed = await session.call_tool("coder_report_task", report("After the renewal"))
+        live = await in_db(lambda: list(AgentToken.objects.filter(agent=agent, revoked_at__isnull=True)))
+        return first_renewal, renewed, live
+
+    first_renewal, renewed, live = run_session(env, scenario, errlog_path=tmp_path / "stderr.log")
+    assert structured(renewed)["reported"] is True
+    old = AgentToken.objects.get(pk=first_renewal)
+    assert old.revoked_at is not None and old.rotated_to is not None
+    assert sorted(token.name for token in live) == ["coderauth-mcp", "coderauth-mcp renewal", "workspace agent"]
+    successor = next(token for token in live if token.name == "coderauth-mcp renewal")
+    assert successor.pk == old.rotated_to_id
+    assert AuditEvent.objects.filter(action="agent_token.rotated", agent_id=agent.id).count() == 1
+    assert not AuditEvent.objects.filter(action="agent_token.reuse_detected", agent_id=agent.id).exists()
 
 
 def test_allowed_tools_filter_restricts_listing_and_calls(live_server, owner, tmp_path):

@@ -33,7 +33,7 @@ class _Credentials:
 def _tools(**config) -> tuple[CoderTools, _Credentials]:
     credentials = _Credentials()
     tools = CoderTools(
-        config=Config(url=URL, agent_token="", agent_token_source="CODER_AGENT_TOKEN", **config),
+        config=Config(url=URL, agent_token_source="CODER_AGENT_TOKEN", **config),
         credentials=credentials,
         user=None,
     )

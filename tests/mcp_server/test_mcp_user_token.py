@@ -97,6 +97,15 @@ def test_no_agent_token_exits_non_zero_naming_it(tmp_path):
     ]
 
 
+def test_agent_token_on_the_command_line_is_refused_before_any_request():
+    """A command line is visible to every process in the workspace (ps, /proc/<pid>/cmdline): refused."""
+    result = run_server_process(server_env(CODER_URL="http://127.0.0.1:9"), "--agent-token", "cda_" + "A" * 36)
+    assert result.returncode == EXIT_CONFIG
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("coderauth-mcp: --agent-token is refused"), result.stderr
+    assert "A" * 36 not in result.stderr
+
+
 def test_missing_token_file_exits_non_zero_naming_it(tmp_path):
     result = run_server_process(
         server_env(CODER_URL="http://127.0.0.1:9", CODER_AGENT_TOKEN_FILE=str(tmp_path / "absent"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,19 +69,22 @@ def server_environment() -> dict[str, str]:
 
 
 class AppServer:
-    """`gunicorn coderauth.wsgi` with one sync worker: every request reaches the same process."""
+    """`gunicorn coderauth.wsgi` with one sync worker (every request reaches the same process) unless `workers`
+    says otherwise; `environment` adds or overrides variables of the server's environment (e.g. lowered limits)."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, *, workers: int = 1, environment: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - a fixed command line
-            [str(GUNICORN), "coderauth.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", "1"],
+            [str(GUNICORN), "coderauth.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)],
             cwd=ROOT,
-            env=server_environment(),
+            env={**server_environment(), **(environment or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # Its own process group, so stop() can end the workers too should the master be killed.
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -100,10 +105,14 @@ class AppServer:
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def stop(self) -> None:
+        """Graceful first; then SIGKILL to the whole group. Killing only the master would orphan a worker stuck in
+        a send, whose open transaction would then block the test database's flush."""
         self.process.terminate()
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()

@@ -65,7 +65,6 @@ class ReportView(ReadersOnlyView, TemplateView):
             "recommendations": [row for row in rows if row.get("recommendation")],
             "can_apply": is_admin(self.request.user),
             "download_csv": f"{REPORT_PATH}?{urlencode({'format': 'csv', 'unused_days': unused_days})}",
-            "download_json": f"{REPORT_PATH}?{urlencode({'format': 'json', 'unused_days': unused_days})}",
         }
 
 

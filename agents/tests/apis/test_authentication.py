@@ -17,6 +17,7 @@ from agents.services.users import user_token_issue
 from audit.models import AuditEvent
 from core import tokens
 from tests.helpers.clients import client_for_agent_token, client_for_user
+from tests.helpers.factories import AgentFactory, WorkspaceFactory
 from tests.helpers.responses import assert_status
 
 pytestmark = pytest.mark.django_db
@@ -184,34 +185,41 @@ def test_known_token_after_expiry_or_revocation_is_audited_but_unknown_is_not(ag
 
 def test_replayed_revoked_token_is_audited_once_per_resolution_not_per_request(agent, member, settings, caplog):
     """Regression: a leaked, revoked token replayed in a loop wrote one audit row per request (an audit flood).
-    Now one row per token per CODERAUTH_LAST_USED_RESOLUTION; every attempt still reaches the log, hint only."""
+    Now one row per agent per CODERAUTH_LAST_USED_RESOLUTION, whose `folded` counts the attempts between rows;
+    every attempt still reaches the log, hint only."""
     revoked = agent_token_issue(actor=member, agent=agent)
     agent_token_revoke(actor=member, token=revoked.token)
     client = client_for_agent_token(revoked.plaintext)
 
     for _ in range(5):
         assert_status(client.get(reverse(MANIFEST)), 401)
-    assert AuditEvent.objects.filter(action="agent_token.rejected").count() == 1
+    (first,) = AuditEvent.objects.filter(action="agent_token.rejected")
+    assert first.details["folded"] == 0
     rejected_logs = [r for r in caplog.records if "Rejected agent token" in r.getMessage()]
     assert len(rejected_logs) == 5
     assert all(revoked.plaintext not in r.getMessage() for r in caplog.records)
 
-    # Once the period has passed, the next attempt is audited again.
-    AgentToken.objects.filter(pk=revoked.token.pk).update(
-        last_rejected_at=timezone.now() - settings.CODERAUTH_LAST_USED_RESOLUTION
-    )
+    settings.CODERAUTH_LAST_USED_RESOLUTION = timedelta(0)  # the period has passed
     assert_status(client.get(reverse(MANIFEST)), 401)
-    assert AuditEvent.objects.filter(action="agent_token.rejected").count() == 2
+    first_again, second = AuditEvent.objects.filter(action="agent_token.rejected").order_by("id")
+    assert second.details["folded"] == 4
+    assert revoked.plaintext not in str(second.details)
 
 
-def test_rejection_limit_is_per_token(agent, member):
+def test_rejection_limit_is_per_agent_not_per_token(agent, member):
+    """A second dead token of the same agent is folded into the agent's row; another agent gets its own row."""
     first = agent_token_issue(actor=member, agent=agent)
     second = agent_token_issue(actor=member, agent=agent)
-    for issued in (first, second):
+    other_agent = AgentFactory(workspace=WorkspaceFactory(owner=member))
+    third = agent_token_issue(actor=member, agent=other_agent)
+    for issued in (first, second, third):
         agent_token_revoke(actor=member, token=issued.token)
         assert_status(client_for_agent_token(issued.plaintext).get(reverse(MANIFEST)), 401)
     events = AuditEvent.objects.filter(action="agent_token.rejected")
-    assert {e.details["token_id"] for e in events} == {str(first.token.pk), str(second.token.pk)}
+    assert {(e.agent_id, e.details["token_id"]) for e in events} == {
+        (agent.pk, str(first.token.pk)),
+        (other_agent.pk, str(third.token.pk)),
+    }
 
 
 def test_agent_lookup_without_prepared_statements(agent_token, settings, django_assert_max_num_queries):
@@ -297,9 +305,10 @@ def test_coder_session_token_header_works_for_users_too(member):
     assert_status(client.get(reverse(ME)), 200)
 
 
-def test_agent_report_costs_the_auth_query_plus_its_insert(agent_token, django_assert_max_num_queries):
-    """No hidden per-request queries (sessions, users, groups) on the agent routes."""
+def test_agent_report_costs_the_auth_query_plus_its_quota_and_insert(agent_token, django_assert_max_num_queries):
+    """No hidden per-request queries (sessions, users, groups) on the agent routes: the lookup, then the quota
+    upsert and the insert in one transaction (its savepoint pair here, BEGIN and COMMIT in production)."""
     client = client_for_agent_token(agent_token)
     body = {"app_slug": "claude", "state": "working", "message": "x"}
-    with django_assert_max_num_queries(2):
+    with django_assert_max_num_queries(5):
         assert_status(client.patch(reverse("agents:agent-app-status"), body, format="json"), 200)

@@ -17,7 +17,7 @@ from agents.selectors import reports as selectors
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from tests.helpers.audit import user_data_read
 from tests.helpers.factories import AgentFactory, CustomModeFactory, UserFactory, WorkspaceFactory, mode
-from tests.helpers.responses import assert_status
+from tests.helpers.responses import all_results, assert_status
 
 pytestmark = pytest.mark.django_db
 
@@ -39,9 +39,7 @@ DESIGN_KEYS = [
 
 
 def report(client, **params) -> dict[str, dict]:
-    response = client.get(reverse("agents:report-permissions"), params)
-    assert_status(response, 200)
-    return {row["agent_name"]: row for row in response.json()}
+    return {row["agent_name"]: row for row in all_results(client, reverse("agents:report-permissions"), params)}
 
 
 class TestRecommendation:

@@ -122,6 +122,10 @@ def flow(admin_user, member, workspace, agent):
     secrets.append(key["private_key"])
     call(agent_client, "get", reverse("agents:agent-external-auth") + "?id=github", "req-external-auth")
     call(agent_client, "get", reverse("agents:agent-gitauth") + "?url=https://github.com/acme/app", "req-gitauth")
+    renewal = call(agent_client, "post", reverse("agents:agent-child-token"), "req-child-mint", {}, 201)
+    successor = call(_client(renewal["token"]), "post", reverse("agents:agent-token-rotate"), "req-rotate", {}, 201)
+    secrets += [renewal["token"], successor["token"]]
+    call(_client(renewal["token"]), "get", reverse("agents:agent-manifest"), "req-reuse", status=401)
     call(
         owner,
         "patch",
@@ -166,6 +170,8 @@ def flow(admin_user, member, workspace, agent):
         "workspace": workspace,
         "agent": agent,
         "agent_token": issued,
+        "renewal": renewal,
+        "successor": successor,
     }
 
 
@@ -186,6 +192,8 @@ EXPECTED = [
     ("agent.user_data_accessed", "req-gitsshkey", "agent", {"route": "gitsshkey", "mode": "default"}),
     ("agent.user_data_accessed", "req-external-auth", "agent", {"route": "external-auth", "mode": "default"}),
     ("agent.user_data_accessed", "req-gitauth", "agent", {"route": "gitauth", "mode": "default"}),
+    ("agent_token.rotated", "req-rotate", "agent", {"children_moved": 0}),
+    ("agent_token.reuse_detected", "req-reuse", "agent", {"reason": "rotated_out_token_presented"}),
     (
         "agent.mode_changed",
         "req-agent-mode",
@@ -244,6 +252,13 @@ def test_token_events_carry_only_the_display_hint(flow):
     issued = _events("agent_token.issued", "req-agent-token-issue")[0]
     assert issued.details["token_hint"] == tokens.display_hint(flow["agent_token"]["token"])
     assert issued.details["token_id"] == flow["agent_token"]["id"]
+    rotated = _events("agent_token.rotated", "req-rotate")[0]
+    assert rotated.details["token_hint"] == tokens.display_hint(flow["renewal"]["token"])
+    assert rotated.details["new_token_hint"] == tokens.display_hint(flow["successor"]["token"])
+    assert rotated.details["new_token_id"] == flow["successor"]["id"]
+    reuse = _events("agent_token.reuse_detected", "req-reuse")[0]
+    assert reuse.details["token_hint"] == tokens.display_hint(flow["renewal"]["token"])
+    assert reuse.details["revoked_ids"] == [flow["successor"]["id"]]
 
 
 def test_reason_is_neutralised(flow):
@@ -285,6 +300,8 @@ COVERED_ELSEWHERE = {
     actions.AUDIT_ARCHIVED: "test_archive_records_its_own_event (above)",
     actions.AGENT_TOKEN_PURGED: "agents/tests/commands/test_purge_tokens.py",
     actions.USER_TOKEN_PURGED: "agents/tests/commands/test_purge_tokens.py",
+    actions.AGENT_LOG_PURGED: "agents/tests/commands/test_purge_reports.py",
+    actions.APP_STATUS_PURGED: "agents/tests/commands/test_purge_reports.py",
     actions.USER_CREATED: "agents/tests/admin/test_admin_audit.py",
     actions.USER_UPDATED: "agents/tests/admin/test_admin_audit.py",
     actions.USER_DELETED: "agents/tests/admin/test_admin_audit.py",

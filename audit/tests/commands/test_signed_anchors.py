@@ -512,7 +512,7 @@ def test_unsigned_archive_file_needs_its_head_pinned(events, tmp_path, settings,
 
 
 def export_jsonl(path, **filters) -> None:
-    response = audit_export_response(filters=AuditFilters(**filters), export_format="jsonl")
+    response = audit_export_response(filters=AuditFilters(**filters), export_format="jsonl", user_id=0)
     path.write_bytes(b"".join(response.streaming_content))
 
 

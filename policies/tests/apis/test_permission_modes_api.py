@@ -10,7 +10,7 @@ from audit.models import AuditEvent
 from policies.models import PermissionMode
 from tests.helpers.clients import client_for_agent_token
 from tests.helpers.factories import AgentFactory, CustomModeFactory, WorkspaceFactory
-from tests.helpers.responses import assert_status
+from tests.helpers.responses import all_results, assert_status
 
 pytestmark = pytest.mark.django_db
 
@@ -23,9 +23,7 @@ def detail(name: str) -> str:
 
 @pytest.mark.parametrize("client_fixture", ["member_client", "auditor_client", "admin_client"])
 def test_everyone_authenticated_lists_the_modes(request, client_fixture):
-    response = request.getfixturevalue(client_fixture).get(LIST)
-    assert_status(response, 200)
-    modes = {mode["name"]: mode for mode in response.json()}
+    modes = {mode["name"]: mode for mode in all_results(request.getfixturevalue(client_fixture), LIST)}
     assert modes["default"] == {
         "name": "default",
         "description": modes["default"]["description"],
