@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode
 
 import pytest
 import schemathesis
@@ -29,7 +30,7 @@ from django.db import close_old_connections
 from django.http import HttpResponse
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from rest_framework.response import Response
 from schemathesis.checks import not_a_server_error
@@ -219,7 +220,22 @@ def fuzz_schema(request, fuzz_role):
     return loaded
 
 
+# gunicorn refuses a request line longer than this (its `limit_request_line`) with its own HTML 400, before
+# the application sees the request, as any proxy in front would with its own limit (docs/security.md, "Known
+# gaps"). Such requests test the HTTP server, not the application's contract, so the long run does not send them.
+GUNICORN_REQUEST_LINE_LIMIT = 4094
+
+
+def _request_line_length(case) -> int:
+    query = urlencode(case.query or {}, doseq=True)
+    target = quote(case.formatted_path, safe="/:@!$&'()*+,;=-._~%") + (f"?{query}" if query else "")
+    return len(f"{case.method.upper()} {target} HTTP/1.1")
+
+
 def _run(case, fuzz_role, budget: str) -> None:
+    if budget == "long":
+        # With room for the client encoding a value slightly differently from this estimate.
+        assume(_request_line_length(case) <= GUNICORN_REQUEST_LINE_LIMIT - 256)
     CASES[(budget, fuzz_role.name)] += 1
     case.call_and_validate(headers=fuzz_role.headers(), checks=CHECKS)
 
