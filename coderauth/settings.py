@@ -297,6 +297,23 @@ CODERAUTH_MAX_PAGE_SIZE = env.int("CODERAUTH_MAX_PAGE_SIZE", default=500)
 CODERAUTH_EXPORTS_PER_USER = env.int("CODERAUTH_EXPORTS_PER_USER", default=1)
 CODERAUTH_EXPORTS_TOTAL = env.int("CODERAUTH_EXPORTS_TOTAL", default=2)
 CODERAUTH_EXPORT_STALL_SECONDS = env.int("CODERAUTH_EXPORT_STALL_SECONDS", default=30)
+# Just-in-time elevation (docs/elevation.md): an agent asks for agent scopes its mode does not allow, for a while.
+# The longest duration a request may ask for, and how long a request may wait for a decision before it expires.
+CODERAUTH_ELEVATION_MAX_SECONDS = env.int("CODERAUTH_ELEVATION_MAX_SECONDS", default=3600)
+CODERAUTH_ELEVATION_PENDING_SECONDS = env.int("CODERAUTH_ELEVATION_PENDING_SECONDS", default=3600)
+# Who decides: "owners" (admins and the workspace's owner) or "admins" (admins only).
+CODERAUTH_ELEVATION_APPROVERS = env.str("CODERAUTH_ELEVATION_APPROVERS", default="owners")
+if CODERAUTH_ELEVATION_APPROVERS not in ("owners", "admins"):
+    raise ImproperlyConfigured("CODERAUTH_ELEVATION_APPROVERS must be 'owners' or 'admins'.")
+# Requests per agent (refused ones count), in the shared cache; 429 with Retry-After beyond.
+CODERAUTH_ELEVATION_REQUEST_RATE = _rate("CODERAUTH_ELEVATION_REQUEST_RATE", "10/min")
+# Where each new request and each decision is POSTed (comma-separated URLs; none: no webhook), and the secret of
+# the X-Coderauth-Signature HMAC-SHA256 header over the body (derived from SECRET_KEY when unset).
+CODERAUTH_ELEVATION_WEBHOOK_URL = env.list("CODERAUTH_ELEVATION_WEBHOOK_URL", default=[])
+CODERAUTH_ELEVATION_WEBHOOK_SECRET = env.str("CODERAUTH_ELEVATION_WEBHOOK_SECRET", default="") or _derived_key(
+    "elevation-webhook"
+)
+
 # A password change revokes the user's other API login sessions and API tokens and ends their other web sessions.
 CODERAUTH_PASSWORD_CHANGE_REVOKES = env.bool("CODERAUTH_PASSWORD_CHANGE_REVOKES", default=True)
 

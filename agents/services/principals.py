@@ -30,8 +30,10 @@ from policies.principals import AgentPrincipal
 logger = logging.getLogger(__name__)
 
 # One statement per request, prepared once per connection: an indexed equality lookup that also resolves
-# the effective mode (override, else workspace), and records the use when the last record is older than the
-# resolution, or the current digest key's id when the row lacks it (stored before key ids were recorded).
+# the effective mode (override, else workspace) and the agent's live just-in-time grant (an approved access
+# request before its expiry: time alone ends it, with no job and no cache), and records the use when the last
+# record is older than the resolution, or the current digest key's id when the row lacks it (stored before key
+# ids were recorded).
 # The CTE's UPDATE matches nothing on most requests, so there is no write per request; the SELECT reads the
 # snapshot from before it.
 _AGENT_TOKEN_SQL = """
@@ -45,13 +47,18 @@ SELECT t.id, t.hint, t.scopes, t.expires_at, t.revoked_at, t.parent_id,
        a.id, a.name, w.id, w.name, u.id, u.username,
        COALESCE(agent_mode.name, workspace_mode.name),
        COALESCE(agent_mode.scopes, workspace_mode.scopes),
-       u.is_active, t.rotated_to_id
+       u.is_active, t.rotated_to_id, grant_row.id, grant_row.scopes
 FROM agents_agenttoken t
 JOIN agents_workspaceagent a ON a.id = t.agent_id
 JOIN agents_workspace w ON w.id = a.workspace_id
 JOIN auth_user u ON u.id = w.owner_id
 JOIN policies_permissionmode workspace_mode ON workspace_mode.name = w.permission_mode
 LEFT JOIN policies_permissionmode agent_mode ON agent_mode.name = a.permission_mode
+LEFT JOIN LATERAL (
+    SELECT r.id, r.scopes FROM agents_accessrequest r
+    WHERE r.agent_id = a.id AND r.state = 'approved' AND r.expires_at > %(now)s
+    ORDER BY r.expires_at DESC LIMIT 1
+) grant_row ON TRUE
 WHERE t.digest = %(digest)s
 """
 
@@ -120,6 +127,8 @@ def agent_principal_resolve(*, raw_token: str) -> AgentPrincipal | None:
         mode_scopes,
         owner_active,
         rotated_to_id,
+        grant_id,
+        granted_scopes,
     ) = row
     if revoked_at is not None or expires_at <= now or not owner_active:
         # A rotated-out token presented again: two holders, so its lineage goes (recorded as reuse). Once the
@@ -148,6 +157,8 @@ def agent_principal_resolve(*, raw_token: str) -> AgentPrincipal | None:
         owner_username=owner_username,
         mode_name=mode_name,
         mode_scopes=frozenset(mode_scopes),
+        grant_id=grant_id,
+        granted_scopes=frozenset(granted_scopes or ()),
     )
 
 
