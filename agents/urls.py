@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agents.apis import agent, reports, rotation, users, workspaces
+from agents.apis import agent, elevation, reports, rotation, users, workspaces
 
 user_urlpatterns = [
     path("users/login", users.UserLoginApi.as_view(), name="user-login"),
@@ -45,10 +45,38 @@ agent_urlpatterns = [
     path("workspaceagents/me/gitsshkey", agent.AgentGitSSHKeyApi.as_view(), name="agent-gitsshkey"),
     path("workspaceagents/me/external-auth", agent.AgentExternalAuthApi.as_view(), name="agent-external-auth"),
     path("workspaceagents/me/gitauth", agent.AgentGitAuthApi.as_view(), name="agent-gitauth"),
+    path(
+        "workspaceagents/me/access-requests",
+        elevation.AgentAccessRequestListCreateApi.as_view(),
+        name="agent-access-request-list",
+    ),
+    path(
+        "workspaceagents/me/access-requests/<uuid:request_id>",
+        elevation.AgentAccessRequestDetailApi.as_view(),
+        name="agent-access-request-detail",
+    ),
+]
+
+elevation_urlpatterns = [
+    path("access-requests", elevation.AccessRequestListApi.as_view(), name="access-request-list"),
+    path("access-requests/<uuid:request_id>", elevation.AccessRequestDetailApi.as_view(), name="access-request-detail"),
+    path(
+        "access-requests/<uuid:request_id>/approve",
+        elevation.AccessRequestApproveApi.as_view(),
+        name="access-request-approve",
+    ),
+    path(
+        "access-requests/<uuid:request_id>/deny", elevation.AccessRequestDenyApi.as_view(), name="access-request-deny"
+    ),
+    path(
+        "access-requests/<uuid:request_id>/revoke",
+        elevation.AccessRequestRevokeApi.as_view(),
+        name="access-request-revoke",
+    ),
 ]
 
 report_urlpatterns = [
     path("reports/permissions", reports.PermissionsReportApi.as_view(), name="report-permissions"),
 ]
 
-urlpatterns = user_urlpatterns + management_urlpatterns + agent_urlpatterns + report_urlpatterns
+urlpatterns = user_urlpatterns + management_urlpatterns + agent_urlpatterns + elevation_urlpatterns + report_urlpatterns

@@ -3,6 +3,11 @@ catalogue cannot drift from what is recorded; the audit log's filter offers exac
 
 from __future__ import annotations
 
+ACCESS_REQUEST_APPROVED = "access_request.approved"
+ACCESS_REQUEST_CREATED = "access_request.created"
+ACCESS_REQUEST_DENIED = "access_request.denied"
+ACCESS_REQUEST_EXPIRED = "access_request.expired"
+ACCESS_REQUEST_REVOKED = "access_request.revoked"
 AGENT_ACCESS_DENIED = "agent.access_denied"
 AGENT_CREATED = "agent.created"
 AGENT_MODE_CHANGED = "agent.mode_changed"

@@ -1,4 +1,4 @@
-"""The one DRF permission that guards agent routes: token scopes ∩ effective mode, now."""
+"""The one DRF permission that guards agent routes: token scopes ∩ (effective mode ∪ live grant), now."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from policies.services import agent_access_denied_record
 
 class AgentScopeDenied(exceptions.PermissionDenied):
     """403 whose body names the missing scope and the mode in force, and which side refused:
-    `denied_by` is "permission_mode" when the mode lacks the scope (whatever the token holds), else "token"."""
+    `denied_by` is "permission_mode" when the mode (with any live grant) lacks the scope, whatever the token
+    holds, else "token": a token without the scope is not helped by asking for a grant, only by a new token."""
 
     def __init__(self, *, required_scope: str, permission_mode: str, denied_by: str):
         super().__init__()
@@ -39,7 +40,8 @@ def declared_scope(view) -> str:
 
 
 class HasAgentScope(permissions.BasePermission):
-    """Allows the request when the agent token's scopes ∩ its effective mode's scopes hold the view's scope."""
+    """Allows the request when the agent token's scopes ∩ (its effective mode's ∪ its live grant's) hold the
+    view's scope."""
 
     def has_permission(self, request, view) -> bool:
         scope = declared_scope(view)
@@ -49,7 +51,7 @@ class HasAgentScope(permissions.BasePermission):
             raise exceptions.NotAuthenticated()
         if scope == ANY_VALID_AGENT_TOKEN or scope in principal.allowed_scopes:
             return True
-        denied_by = "permission_mode" if scope not in principal.mode_scopes else "token"
+        denied_by = "permission_mode" if scope not in principal.mode_scopes | principal.granted_scopes else "token"
         agent_access_denied_record(
             principal=principal, route=request.path, method=request.method, scope=scope, denied_by=denied_by
         )

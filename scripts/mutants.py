@@ -154,16 +154,38 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "principal-union-not-intersection",
         "policies/principals.py",
-        "return self.token_scopes & self.mode_scopes",
-        "return self.token_scopes | self.mode_scopes",
+        "return self.token_scopes & (self.mode_scopes | self.granted_scopes)",
+        "return self.token_scopes | (self.mode_scopes | self.granted_scopes)",
         "the mode stops limiting the token",
     ),
     Mutant(
         "principal-mode-only",
         "policies/principals.py",
-        "return self.token_scopes & self.mode_scopes",
-        "return self.mode_scopes",
+        "return self.token_scopes & (self.mode_scopes | self.granted_scopes)",
+        "return self.mode_scopes | self.granted_scopes",
         "a narrow token gets everything its mode allows",
+    ),
+    # The just-in-time grant: it never widens a token, and it lapses by time and revocation alone.
+    Mutant(
+        "principal-grant-widens-token",
+        "policies/principals.py",
+        "return self.token_scopes & (self.mode_scopes | self.granted_scopes)",
+        "return (self.token_scopes & self.mode_scopes) | self.granted_scopes",
+        "a grant gives a token a scope it never carried",
+    ),
+    Mutant(
+        "principal-grant-never-lapses",
+        "agents/services/principals.py",
+        "WHERE r.agent_id = a.id AND r.state = 'approved' AND r.expires_at > %(now)s",
+        "WHERE r.agent_id = a.id AND r.state = 'approved'",
+        "a grant keeps working after its expiry",
+    ),
+    Mutant(
+        "principal-grant-revocation-ignored",
+        "agents/services/principals.py",
+        "WHERE r.agent_id = a.id AND r.state = 'approved' AND r.expires_at > %(now)s",
+        "WHERE r.agent_id = a.id AND r.state IN ('approved', 'revoked') AND r.expires_at > %(now)s",
+        "a revoked grant keeps working until its expiry",
     ),
     Mutant(
         "permission-any-principal",
@@ -211,8 +233,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "rules-auditor-creates",
         "policies/rules.py",
+        '    """Anyone but an auditor may create what they will own."""\n'
         "    if is_auditor(actor):\n        raise NotPermitted(AUDITORS_READ_ONLY)\n",
-        "",
+        '    """Anyone but an auditor may create what they will own."""\n',
         "an auditor may create workspaces",
     ),
     Mutant(
@@ -376,6 +399,7 @@ FIRST_TESTS: dict[str, tuple[str, ...]] = {
     "agents/authentication.py": ("tests/test_guards.py", "agents/tests/apis", "tests/test_route_matrix.py"),
     "agents/services/principals.py": (
         "agents/tests/apis/test_authentication.py",
+        "agents/tests/apis/test_elevated_use.py",
         "tests/test_guards.py",
         "tests/test_mode_changes.py",
         "core/tests/test_key_rotation.py",

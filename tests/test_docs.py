@@ -377,7 +377,7 @@ def test_mcp_example_runs_after_the_walkthrough(live_server, tmp_path):
     outputs = run_blocks(walkthrough + example, live_server=live_server, home=tmp_path)[len(walkthrough) :]
 
     tools_line, _, tool_result = outputs[1].partition("\n")
-    assert tools_line == "['coder_report_task', 'coder_get_agent']"
+    assert tools_line == "['coder_report_task', 'coder_get_agent', 'coder_request_access', 'coder_get_access_request']"
     report = json.loads(tool_result)
     assert report["reported"] is True and report["app_status"]["message"] == "Refactoring the login form"
     status, children = outputs[2].strip().splitlines()[0], outputs[2].strip().splitlines()[1:]

@@ -17,7 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.authentication import AgentTokenAuthentication
-from agents.models import AgentToken, ExternalAuthProvider, Workspace
+from agents.models import AccessRequest, AgentToken, ExternalAuthProvider, Workspace
 from agents.services.tokens import agent_child_token_issue, agent_token_issue, agent_token_revoke
 from agents.services.user_data import external_auth_link_set, git_ssh_key_get_or_create, git_ssh_private_key
 from agents.services.users import user_token_issue
@@ -95,15 +95,19 @@ ROUTES = [
     Route(
         "gitauth", "get", "agents:agent-gitauth", EXTERNAL_AUTH, 200, query="?url=https://github.com/acme/widgets.git"
     ),
+    Route("access-requests", "get", "agents:agent-access-request-list", CONNECT, 200),
+    # Asked with an id that is no access request (a token's): past the scope check, not found.
+    Route("access-request", "get", "agents:agent-access-request-detail", CONNECT, 404, needs_token_id=True),
 ]
 
 
-def expected_status(route: Route, mode_name: str, state: str) -> int:
-    """docs/concepts.md: bad or missing credentials 401; allowed = token scopes ∩ mode scopes, else 403."""
+def expected_status(route: Route, mode_name: str, state: str, granted: frozenset[str] = frozenset()) -> int:
+    """docs/concepts.md: bad or missing credentials 401; allowed = token scopes ∩ (mode scopes ∪ the live grant's
+    scopes), else 403."""
     token_scopes = TOKEN_SCOPES[state]
     if token_scopes is None:
         return 401
-    allowed = token_scopes & MODE_SCOPES[mode_name]
+    allowed = token_scopes & (MODE_SCOPES[mode_name] | granted)
     if route.name == "rotate":  # a token issued by a user is replaced by issuing a new one, not rotated
         return route.success if state in CHILD_TOKEN_STATES else 400
     if route.scope is ANY_VALID_TOKEN:
@@ -205,14 +209,23 @@ def call(route: Route, world: World, state: str, *, header: str = "authorization
     )
 
 
-def assert_body(route: Route, world: World, response, mode_name: str, state: str, expected: int) -> None:
+def assert_body(
+    route: Route,
+    world: World,
+    response,
+    mode_name: str,
+    state: str,
+    expected: int,
+    granted: frozenset[str] = frozenset(),
+) -> None:
     if expected == 401:
         assert response["WWW-Authenticate"].startswith("Bearer"), response.headers
         assert set(response.json()) == {"detail"}, response.json()
     elif expected == 403:
         body = response.json()
-        # The mode refuses when it lacks the scope, whatever the token holds; otherwise the narrow token does.
-        denied_by = "permission_mode" if route.scope not in MODE_SCOPES[mode_name] else "token"
+        # The mode (with the live grant) refuses when it lacks the scope, whatever the token holds; otherwise the
+        # narrow token does.
+        denied_by = "permission_mode" if route.scope not in MODE_SCOPES[mode_name] | granted else "token"
         assert body["required_scope"] == route.scope
         assert body["permission_mode"] == mode_name
         assert body["denied_by"] == denied_by
@@ -229,8 +242,9 @@ def assert_body(route: Route, world: World, response, mode_name: str, state: str
     elif route.name == "manifest":
         body = response.json()
         assert body["permission_mode"] == mode_name
-        assert set(body["scopes"]) == TOKEN_SCOPES[state] & MODE_SCOPES[mode_name]
+        assert set(body["scopes"]) == TOKEN_SCOPES[state] & (MODE_SCOPES[mode_name] | granted)
     elif route.name == "child-token":
+        # A child holds what its parent's mode allows; the grant belongs to the agent for a while, not to tokens.
         assert set(response.json()["scopes"]) == TOKEN_SCOPES[state] & MODE_SCOPES[mode_name]
     elif route.name == "self-revoke":
         assert AgentToken.objects.get(pk=world.token_ids[state]).is_revoked()
@@ -258,6 +272,85 @@ def test_agent_route_matrix(route: Route, mode_name: str, state: str):
     if expected != 204:
         assert response["Content-Type"].startswith("application/json")
     assert_body(route, world, response, mode_name, state, expected)
+
+
+# --- Just-in-time elevation: the agent's access requests, in every state, on a `no-user-data` agent -----------
+
+
+@dataclass(frozen=True)
+class Elevation:
+    """An access request of the agent's in one state, and the token state the request is made with."""
+
+    token_state: str
+    request_state: str
+    expires_in: timedelta | None
+    live: bool  # docs/concepts.md: only an approved request before its expiry grants anything
+
+
+ELEVATION_SCOPES = frozenset({GITSSHKEY})
+ELEVATIONS = {
+    "live-grant": Elevation("valid", "approved", timedelta(minutes=10), live=True),
+    "expired-grant": Elevation("valid", "approved", timedelta(seconds=-1), live=False),
+    "revoked-grant": Elevation("valid", "revoked", timedelta(minutes=10), live=False),
+    "grant-narrow-token": Elevation("narrower-child", "approved", timedelta(minutes=10), live=True),
+    "pending-request": Elevation("valid", "pending", None, live=False),
+}
+
+
+def add_access_request(world: World, elevation: Elevation) -> AccessRequest:
+    """The row as the services leave it in that state; the agent hot path reads the table itself."""
+    now = timezone.now()
+    decided = elevation.request_state != "pending"
+    return AccessRequest.objects.create(
+        agent=world.workspace.agents.get(),
+        workspace=world.workspace,
+        scopes=sorted(ELEVATION_SCOPES),
+        reason="a rebase needs the git key",
+        duration_seconds=600,
+        state=elevation.request_state,
+        requested_at=now - timedelta(minutes=2),
+        decided_at=now - timedelta(minutes=1) if decided else None,
+        expires_at=now + elevation.expires_in if decided else None,
+        revoked_at=now if elevation.request_state == "revoked" else None,
+    )
+
+
+ELEVATION_CASES = [pytest.param(route, name, id=f"{route.name}-{name}") for route in ROUTES for name in ELEVATIONS]
+
+
+@pytest.mark.parametrize(("route", "elevation_name"), ELEVATION_CASES)
+def test_agent_route_matrix_under_elevation(route: Route, elevation_name: str):
+    """Token scopes ∩ (mode ∪ live grant): a grant of agent:gitsshkey opens that route on a `no-user-data` agent
+    only while approved, unrevoked and unexpired, and only for a token that carries the scope."""
+    elevation = ELEVATIONS[elevation_name]
+    world = build_world("no-user-data")
+    access_request = add_access_request(world, elevation)
+    granted = ELEVATION_SCOPES if elevation.live else frozenset()
+    expected = expected_status(route, "no-user-data", elevation.token_state, granted)
+
+    response = call(route, world, elevation.token_state)
+
+    assert_status(response, expected)
+    assert_body(route, world, response, "no-user-data", elevation.token_state, expected, granted)
+    if route.name == "gitsshkey" and expected == 200:
+        read = AuditEvent.objects.filter(action="agent.user_data_accessed").latest("id")
+        assert read.details["elevated"] is True
+        assert read.details["access_request_id"] == str(access_request.id)
+
+
+def test_the_elevation_matrix_opens_exactly_one_route_in_one_state():
+    """The oracle above is not vacuous: of every route and state, only the granted route with a live grant and a
+    token that carries its scope succeeds where `no-user-data` alone would refuse."""
+    opened = {
+        (route.name, name)
+        for route in ROUTES
+        for name, elevation in ELEVATIONS.items()
+        if expected_status(
+            route, "no-user-data", elevation.token_state, ELEVATION_SCOPES if elevation.live else frozenset()
+        )
+        != expected_status(route, "no-user-data", elevation.token_state)
+    }
+    assert opened == {("gitsshkey", "live-grant")}
 
 
 @pytest.mark.parametrize("mode_name", ["default", "no-user-data"])

@@ -90,3 +90,33 @@ class PermissionsReportForm(forms.Form):
         """Left empty, like the API's parameter left out: the default window."""
         days = self.cleaned_data["unused_days"]
         return UNUSED_DAYS_DEFAULT if days is None else days
+
+
+# Approval durations offered on the access-request page, capped at what the agent asked for (its own is offered too).
+ACCESS_DURATION_CHOICES_MINUTES = (5, 15, 30, 60)
+
+
+def access_duration_choices(requested_seconds: int) -> list[tuple[int, str]]:
+    """The durations an approver may pick for a request: the fixed steps shorter than it, then its own."""
+    choices = [(minutes * 60, f"{minutes} min") for minutes in ACCESS_DURATION_CHOICES_MINUTES]
+    shorter = [(seconds, label) for seconds, label in choices if seconds < requested_seconds]
+    minutes, seconds = divmod(requested_seconds, 60)
+    own = f"{minutes} min" if not seconds else f"{minutes} min {seconds} s"
+    return [*shorter, (requested_seconds, f"{own} (asked)")]
+
+
+class AccessRequestDecisionForm(forms.Form):
+    """Deny or revoke: a reason is required (the service refuses a blank one too)."""
+
+    reason = forms.CharField(label="Reason", max_length=500, required=True, help_text=REASON_HELP)
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("A reason is required.")
+        return reason
+
+
+class AccessRequestApproveForm(AccessRequestDecisionForm):
+    # Only a parse bound: the service refuses a duration longer than the request's.
+    duration_seconds = forms.IntegerField(label="For", min_value=1, required=False)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ui.views import audit, auth, dashboard, modes, reports, workspaces
+from ui.views import access_requests, audit, auth, dashboard, modes, reports, webhooks, workspaces
 
 urlpatterns = [
     path("", dashboard.DashboardView.as_view(), name="home"),
@@ -23,4 +23,26 @@ urlpatterns = [
     path("audit/<int:event_id>/", audit.AuditDetailView.as_view(), name="audit-detail"),
     path("reports/", reports.ReportView.as_view(), name="reports"),
     path("reports/apply/", reports.RecommendationApplyView.as_view(), name="report-apply"),
+    path("webhooks/", webhooks.WebhookDeliveryListView.as_view(), name="webhooks"),
+    path("access-requests/", access_requests.AccessRequestQueueView.as_view(), name="access-requests"),
+    path(
+        "access-requests/history/",
+        access_requests.AccessRequestHistoryView.as_view(),
+        name="access-request-history",
+    ),
+    path(
+        "access-requests/<uuid:request_id>/approve/",
+        access_requests.AccessRequestApproveView.as_view(),
+        name="access-request-approve",
+    ),
+    path(
+        "access-requests/<uuid:request_id>/deny/",
+        access_requests.AccessRequestDenyView.as_view(),
+        name="access-request-deny",
+    ),
+    path(
+        "access-requests/<uuid:request_id>/revoke/",
+        access_requests.AccessRequestRevokeView.as_view(),
+        name="access-request-revoke",
+    ),
 ]

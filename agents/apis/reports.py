@@ -37,6 +37,12 @@ class PermissionsReportApi(AuditorApi):
         last_user_data_access_at = serializers.DateTimeField(allow_null=True)
         last_gitsshkey_access_at = serializers.DateTimeField(allow_null=True)
         last_external_auth_access_at = serializers.DateTimeField(allow_null=True)
+        elevations = serializers.IntegerField(
+            help_text="Access requests approved for the agent in the last `unused_days` days, lapsed or revoked since."
+        )
+        elevated_scopes = serializers.ListField(
+            child=serializers.CharField(), help_text="The scopes those approvals granted: the case for a custom mode."
+        )
         recommendation = serializers.CharField(help_text='"no-user-data" when the agent can be tightened safely.')
 
     @extend_schema(

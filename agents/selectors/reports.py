@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
-from agents.models import AgentToken, WorkspaceAgent, live_token_q
+from agents.models import AccessRequest, AgentToken, WorkspaceAgent, live_token_q
 from audit import actions
 from audit.models import AuditEvent
 from core.pagination import Page, keyset_page
@@ -29,6 +30,8 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "last_user_data_access_at",
     "last_gitsshkey_access_at",
     "last_external_auth_access_at",
+    "elevations",
+    "elevated_scopes",
     "recommendation",
 )
 
@@ -59,15 +62,16 @@ def permissions_report_page(
 def _report_rows(agents: list[WorkspaceAgent], *, unused_days: int, whole: bool = False) -> list[dict[str, Any]]:
     """One row per agent: who *could* reach user data, who *did*, and who can be tightened safely.
 
-    Three queries whatever the number of agents: agents with their workspace, owner and modes;
-    token aggregates; user-data access aggregates from the audit log. A page aggregates its own agents only.
+    Four queries whatever the number of agents: agents with their workspace, owner and modes;
+    token aggregates; user-data access aggregates from the audit log; approved elevations. A page aggregates
+    its own agents only.
     """
     now = timezone.now()
     stale_before = now - timedelta(days=unused_days)
     token_rows = AgentToken.objects.all()
     access_rows = AuditEvent.objects.filter(action=actions.AGENT_USER_DATA_ACCESSED, agent_id__isnull=False)
-    if not whole:
-        agent_ids = [agent.id for agent in agents]
+    agent_ids = None if whole else [agent.id for agent in agents]
+    if agent_ids is not None:
         token_rows = token_rows.filter(agent_id__in=agent_ids)
         access_rows = access_rows.filter(agent_id__in=agent_ids)
     token_stats = {
@@ -85,8 +89,10 @@ def _report_rows(agents: list[WorkspaceAgent], *, unused_days: int, whole: bool 
             external_auth=Max("time", filter=Q(details__route__in=["external-auth", "gitauth"])),
         )
     }
+    elevation_stats = _elevations_since(stale_before, agent_ids=agent_ids)
     rows = []
     for agent in agents:
+        elevations, elevated_scopes = elevation_stats.get(agent.id, (0, []))
         effective = agent.effective_permission_mode
         tokens = token_stats.get(agent.id, {})
         access = access_stats.get(agent.id, {})
@@ -109,7 +115,35 @@ def _report_rows(agents: list[WorkspaceAgent], *, unused_days: int, whole: bool 
                 "last_user_data_access_at": last_access,
                 "last_gitsshkey_access_at": access.get("gitsshkey"),
                 "last_external_auth_access_at": access.get("external_auth"),
+                "elevations": elevations,
+                "elevated_scopes": ordered(elevated_scopes),
                 "recommendation": MODE_NO_USER_DATA if allows_user_data and unused else "",
             }
         )
     return rows
+
+
+# Approved in the window whatever happened since (lapsed, revoked): each approval is a person's judgement that
+# the agent needed more than its mode, the signal for a custom mode. Aggregated in SQL, so memory stays flat.
+_ELEVATIONS_SQL = """
+SELECT r.agent_id, count(DISTINCT r.id), array_agg(DISTINCT granted.scope)
+FROM agents_accessrequest r CROSS JOIN LATERAL unnest(r.scopes) AS granted(scope)
+WHERE r.state IN (%(approved)s, %(revoked)s) AND r.decided_at >= %(since)s {page_filter}
+GROUP BY r.agent_id
+"""
+
+
+def _elevations_since(since, *, agent_ids: list | None) -> dict[Any, tuple[int, list[str]]]:
+    """Per agent: how many access requests were approved since `since`, and the union of their scopes."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ELEVATIONS_SQL.format(page_filter="" if agent_ids is None else "AND r.agent_id = ANY(%(agent_ids)s)"),
+            {
+                # A revoked request was approved first: only an approved, live grant can be revoked.
+                "approved": AccessRequest.APPROVED,
+                "revoked": AccessRequest.REVOKED,
+                "since": since,
+                "agent_ids": agent_ids,
+            },
+        )
+        return {agent_id: (count, scopes) for agent_id, count, scopes in cursor.fetchall()}

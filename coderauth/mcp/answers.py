@@ -127,3 +127,47 @@ def workspace_page(body: Any) -> tuple[list[dict[str, Any]], str | None]:
     if not isinstance(results, list):
         raise BadAnswer(f"{what}: 'results' is missing or not a list")
     return [workspace(item) for item in results], _string(body, "next", what, optional=True)
+
+
+ACCESS_REQUEST_STATES = frozenset({"pending", "approved", "denied", "revoked", "expired"})
+# Longer than any duration coderauth grants or keeps a request pending; a larger number is not a time left.
+TIME_LEFT_MAX_SECONDS = 366 * 86400
+
+
+def access_request(body: Any) -> dict[str, Any]:
+    """An access request: `id` a UUID, `state` one of ACCESS_REQUEST_STATES, `scopes` strings, `expires_at` a
+    string or null; the optional fields, when present, of their type. Returns only these fields."""
+    what = "the access request"
+    body = _dict(body, what)
+    state = _string(body, "state", what)
+    if state not in ACCESS_REQUEST_STATES:
+        raise BadAnswer(f"{what}: 'state' is not one of {', '.join(sorted(ACCESS_REQUEST_STATES))}")
+    checked: dict[str, Any] = {
+        "id": _uuid(body, "id", what),
+        "state": state,
+        "scopes": _string_list(body, "scopes", what),
+        "expires_at": _string(body, "expires_at", what, optional=True),
+    }
+    for key in ("reason", "requested_at", "decided_at", "decided_by", "decision_reason", "revoked_at", "revoke_reason"):
+        value = _string(body, key, what, optional=True)
+        if value is not None:
+            checked[key] = value
+    for key in ("duration_seconds", "time_left_seconds"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= TIME_LEFT_MAX_SECONDS:
+            raise BadAnswer(f"{what}: {key!r} is not a number of seconds")
+        checked[key] = int(value)
+    return checked
+
+
+def open_request_conflict(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A 409 to a new request names the agent's open request: its `id` (a UUID) and, when given, its
+    `state`. None when the body names no such request (another conflict)."""
+    try:
+        request_id = _uuid(body, "id", "the conflict")
+    except BadAnswer:
+        return None
+    state = body.get("state")
+    return {"id": request_id, "state": state if state in ("pending", "approved") else None}

@@ -42,6 +42,7 @@ MCP_SCOPES = (AGENT_CONNECT, AGENT_REPORT)
 MANIFEST_PATH = "workspaceagents/me/manifest"
 TOKENS_PATH = "workspaceagents/me/tokens"
 ROTATE_PATH = "workspaceagents/me/tokens/rotate"
+ACCESS_REQUESTS_PATH = "workspaceagents/me/access-requests"
 
 WORKING_TOKEN_LIFETIME_SECONDS = 15 * 60
 RENEW_AFTER_FRACTION = 2 / 3
@@ -76,11 +77,12 @@ CREDENTIALS_REVOKED = "credentials revoked; restart the MCP server with a fresh 
 class ApiError(Exception):
     """coderauth answered with an error status. The message is readable and holds no token."""
 
-    def __init__(self, status: int, body: Any, *, method: str, path: str):
+    def __init__(self, status: int, body: Any, *, method: str, path: str, retry_after: int | None = None):
         self.status = status
         self.body = body if isinstance(body, dict) else {}
         self.method = method
         self.path = path
+        self.retry_after = retry_after  # seconds, from a 429's Retry-After (delta-seconds form only)
         super().__init__(self.describe())
 
     @property
@@ -93,9 +95,9 @@ class ApiError(Exception):
         if self.detail:
             parts.append(self.detail)
         field_errors = [
-            f"{name}: {' '.join(map(str, errors))}"
+            f"{name}: {' '.join(_messages(errors))}"
             for name, errors in self.body.items()
-            if name not in ("detail", "required_scope", "permission_mode") and isinstance(errors, list)
+            if name not in ("detail", "required_scope", "permission_mode") and isinstance(errors, (list, dict))
         ]
         if field_errors:
             parts.append("; ".join(field_errors))
@@ -155,7 +157,7 @@ class CoderClient:
         repeatable = method.upper() in REPEATABLE_METHODS
         for attempt in range(1, self._max_attempts + 1):
             try:
-                status, reason, content = await self._send(method, path, headers=headers, json=json)
+                status, reason, content, retry_after = await self._send(method, path, headers=headers, json=json)
             except httpx.TransportError as exc:
                 failure = f"{type(exc).__name__} {exc}".strip()
                 if not (repeatable or isinstance(exc, NOT_SENT_ERRORS)):
@@ -168,14 +170,16 @@ class CoderClient:
                 logger.warning("%s %s failed (%s); retrying", method, path, type(exc).__name__)
             else:
                 if not repeatable or status not in RETRY_STATUSES or attempt == self._max_attempts:
-                    return self._decode(status, reason, content, method=method, path=path)
+                    return self._decode(status, reason, content, method=method, path=path, retry_after=retry_after)
                 logger.warning("%s %s answered %s; retrying", method, path, status)
             delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
             await self._sleep(delay * (0.5 + random.random() / 2))  # jitter: many agents restart together
         raise AssertionError("unreachable")  # the loop always returns or raises
 
-    async def _send(self, method: str, path: str, *, headers: dict[str, str], json: Any) -> tuple[int, str, bytes]:
-        """Status, reason and body, the body read as a stream and refused past MAX_RESPONSE_BYTES."""
+    async def _send(
+        self, method: str, path: str, *, headers: dict[str, str], json: Any
+    ) -> tuple[int, str, bytes, int | None]:
+        """Status, reason, body and Retry-After, the body read as a stream and refused past MAX_RESPONSE_BYTES."""
         limit = MAX_RESPONSE_BYTES
         async with self._http.stream(method, path, headers=headers, json=json) as response:
             declared = response.headers.get("Content-Length", "")
@@ -188,10 +192,12 @@ class CoderClient:
                 if size > limit:
                     raise BadAnswer(f"{method} {path}: the answer is larger than {limit} bytes")
                 chunks.append(chunk)
-            return response.status_code, response.reason_phrase, b"".join(chunks)
+            return response.status_code, response.reason_phrase, b"".join(chunks), _retry_after(response)
 
     @staticmethod
-    def _decode(status: int, reason: str, content: bytes, *, method: str, path: str) -> Any:
+    def _decode(
+        status: int, reason: str, content: bytes, *, method: str, path: str, retry_after: int | None = None
+    ) -> Any:
         body: Any = None
         decoded = True
         if content:
@@ -205,7 +211,7 @@ class CoderClient:
             return body
         if not isinstance(body, dict):
             body = {"detail": reason or "error"}
-        raise ApiError(status, body, method=method, path=path)
+        raise ApiError(status, body, method=method, path=path, retry_after=retry_after)
 
 
 class AgentCredentials:
@@ -441,6 +447,23 @@ class AgentCredentials:
             return
         if await self.revoke_quietly(renewal.id, token=renewal.token) and announce:
             logger.info("child tokens revoked")
+
+
+def _messages(errors: Any, depth: int = 0) -> list[str]:
+    """A field's error messages, also those of a list's items (`{"0": ["…"]}`), without their positions."""
+    if isinstance(errors, dict):
+        errors = list(errors.values())
+    if not isinstance(errors, list):
+        return [str(errors)]
+    if depth > 2:  # DRF nests one level per list or object field; deeper is not an error shape it sends
+        return []
+    return [message for item in errors for message in _messages(item, depth + 1)]
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    """A 429's Retry-After in seconds; the HTTP-date form and anything implausible are ignored."""
+    value = response.headers.get("Retry-After", "").strip() if response.status_code == 429 else ""
+    return int(value) if value.isdigit() and len(value) <= 6 else None
 
 
 def _is_uuid(value: str) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-AGENT_TOOLS = ("coder_report_task", "coder_get_agent")
+AGENT_TOOLS = ("coder_report_task", "coder_get_agent", "coder_request_access", "coder_get_access_request")
 USER_TOOLS = ("coder_get_authenticated_user", "coder_list_workspaces", "coder_get_workspace")
 ALL_TOOLS = AGENT_TOOLS + USER_TOOLS
 DEFAULT_APP_STATUS_SLUG = "coder"

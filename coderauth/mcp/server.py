@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -27,7 +28,15 @@ from pydantic import Field
 from coderauth.mcp import answers
 from coderauth.mcp import client as client_module
 from coderauth.mcp.answers import BadAnswer, ChildToken
-from coderauth.mcp.client import AGENT_REPORT, AgentCredentials, ApiError, CoderClient, CredentialsRevoked, Unreachable
+from coderauth.mcp.client import (
+    ACCESS_REQUESTS_PATH,
+    AGENT_REPORT,
+    AgentCredentials,
+    ApiError,
+    CoderClient,
+    CredentialsRevoked,
+    Unreachable,
+)
 from coderauth.mcp.config import (
     AGENT_TOOLS,
     USER_TOOLS,
@@ -49,12 +58,29 @@ MAX_WORKSPACE_PAGES = 20
 # The bootstrap process gets the exchange's own deadline plus time to start an interpreter.
 BOOTSTRAP_START_SECONDS = 15.0
 
+# An access request: what coderauth keeps of the reason (AccessRequest.reason), and how many scopes one names
+# at most here (there are far fewer agent scopes): both refused before any request is sent.
+REASON_MAX_LENGTH = 500
+MAX_REQUESTED_SCOPES = 20
+# Waiting for a decision: poll after as long as the request has been waiting, within these bounds, so the
+# checks back off 10 s, 20 s, 40 s, then every 60 s without the server keeping any count.
+POLL_MIN_SECONDS = 10
+POLL_MAX_SECONDS = 60
+
 T = TypeVar("T")
 
 INSTRUCTIONS = (
     "Report what you are doing with coder_report_task: a short summary (at most 160 characters), an optional link, "
     "and a state (working, idle, complete, failure). Report when you start a task, when you finish it or fail, and "
     "when you wait for the user. coder_get_agent tells you the workspace, the permission mode and the scopes you have."
+    "\nWhen a task needs an agent scope the mode does not allow now (coderauth answered 403 naming a required scope), "
+    "you may ask for it for a few minutes with coder_request_access: the scopes, a reason a person can judge (what "
+    "you will do with it and why), and the shortest duration that is enough. A person decides: tell the user what "
+    "you asked for and that an admin (or the workspace owner, unless only admins decide) must approve it on the "
+    "Access requests page of coderauth's web UI. Then check with coder_get_access_request after poll_after_seconds "
+    "(backing off: 10 s, 20 s, 40 s, then every 60 s) and do other work or wait meanwhile; never ask again while a "
+    "request is open. Stop waiting when it is denied, revoked or expired, and tell the user. An approval lapses by "
+    "itself at expires_at."
 )
 
 
@@ -177,6 +203,114 @@ class CoderTools:
             f"{AGENT_REPORT} now (coder_get_agent shows the current scopes)."
         )
 
+    async def request_access(self, *, scopes: list[str], reason: str, duration_minutes: int) -> dict[str, Any]:
+        """POST an access request: one upstream request (plus a renewal). A 409 names the open request and is
+        an answer, not an error; a 429 says when to try again."""
+        wanted = list(dict.fromkeys(scope.strip() for scope in scopes if isinstance(scope, str) and scope.strip()))
+        if not wanted:
+            raise ToolError("scopes must name at least one agent scope, such as agent:gitsshkey.")
+        if len(wanted) > MAX_REQUESTED_SCOPES:
+            raise ToolError(f"scopes names {len(wanted)} scopes; ask for the few the task needs.")
+        reason = reason.strip()
+        if not reason:
+            raise ToolError("reason must say what you will do with the scopes and why; a person reads it to decide.")
+        if len(reason) > REASON_MAX_LENGTH:
+            raise ToolError(f"reason is {len(reason)} characters; the limit is {REASON_MAX_LENGTH}.")
+        if isinstance(duration_minutes, bool) or not isinstance(duration_minutes, int) or duration_minutes < 1:
+            raise ToolError("duration_minutes must be a whole number of minutes, at least 1.")
+        body = {"scopes": wanted, "reason": reason, "duration_seconds": duration_minutes * 60}
+        credentials = self.credentials
+
+        async def send() -> dict[str, Any]:
+            try:
+                answer = await credentials.agent_request("POST", ACCESS_REQUESTS_PATH, json=body)
+            except ApiError as exc:
+                if exc.status == 409 and (open_request := answers.open_request_conflict(exc.body)):
+                    return self._open_request(open_request)
+                if exc.status == 429:
+                    wait = f" Try again in {exc.retry_after} s." if exc.retry_after is not None else " Try again later."
+                    raise ToolError(
+                        f"Could not request access: coderauth answered {exc.describe().rstrip('.')}.{wait}"
+                    ) from None
+                raise
+            return self._access_result(answers.access_request(answer), created=True)
+
+        return await self._bounded("request access", send)
+
+    @staticmethod
+    def _open_request(open_request: dict[str, Any]) -> dict[str, Any]:
+        """The 409's answer: the open request to follow. Its state is given only when coderauth names it (no
+        second request to read it: one upstream request per call)."""
+        state = open_request["state"] or "open"
+        follow = "it is approved now" if state == "approved" else "ask for more only once it is decided or lapsed"
+        note = (
+            f"Not sent: this agent already has an open access request ({state}). Follow it with "
+            f"coder_get_access_request instead of asking again; {follow}."
+        )
+        return {"created": False, "id": open_request["id"], "state": state, "note": note}
+
+    async def get_access_request(self, request_id: str) -> dict[str, Any]:
+        try:
+            checked_id = uuid.UUID(request_id.strip())
+        except ValueError:
+            raise ToolError(
+                "id must be an access request's id (a UUID), as coder_request_access returned it."
+            ) from None
+
+        async def read() -> dict[str, Any]:
+            answer = await self.credentials.agent_request("GET", f"{ACCESS_REQUESTS_PATH}/{checked_id}")
+            return self._access_result(answers.access_request(answer))
+
+        return await self._bounded(f"read access request {checked_id}", read)
+
+    def _access_result(self, request: dict[str, Any], *, created: bool | None = None) -> dict[str, Any]:
+        """The checked request, with time_left_seconds when approved, poll_after_seconds when pending, and a note
+        telling the assistant what to do next."""
+        now = datetime.now(UTC)
+        result: dict[str, Any] = {} if created is None else {"created": created}
+        result.update(request)
+        state, scopes = request["state"], ", ".join(request["scopes"])
+        if state == "approved" and "time_left_seconds" not in request:
+            expires_at = _parse_time(request.get("expires_at"))
+            if expires_at is not None:
+                result["time_left_seconds"] = max(0, int((expires_at - now).total_seconds()))
+        if state == "pending":
+            requested_at = _parse_time(request.get("requested_at"))
+            waited = (now - requested_at).total_seconds() if requested_at else 0
+            result["poll_after_seconds"] = int(min(POLL_MAX_SECONDS, max(POLL_MIN_SECONDS, waited)))
+        result["note"] = self._access_note(result, scopes)
+        return result
+
+    def _access_note(self, result: dict[str, Any], scopes: str) -> str:
+        state = result["state"]
+        if state == "pending":
+            owner = self.credentials.manifest.get("owner_username")
+            approvers = f"an admin, or the workspace owner{f' {owner}' if owner else ''} unless only admins decide,"
+            page = f"{self.config.url}/access-requests/"
+            return (
+                f"Waiting for a decision on {scopes}: {approvers} must approve it on the Access requests page "
+                f"({page}). Tell the user so, then check again with coder_get_access_request after "
+                f"{result['poll_after_seconds']} s; do not ask again meanwhile."
+            )
+        if state == "approved":
+            left = result.get("time_left_seconds")
+            until = f" for {left} s more" if left is not None else ""
+            return (
+                f"Approved: the agent may use {scopes}{until} (until {result.get('expires_at')}); it lapses by itself. "
+                "Do the task that needed it now, and only that. The grant applies to the agent's own token; this "
+                "MCP server's tokens never carry it."
+            )
+        if state == "denied":
+            why = f": {result['decision_reason']}" if result.get("decision_reason") else ""
+            return f"Denied{why}. Stop waiting and tell the user; do not ask again unless the user says so."
+        if state == "revoked":
+            why = f": {result['revoke_reason']}" if result.get("revoke_reason") else ""
+            return f"Revoked before it lapsed{why}. Stop using {scopes} and tell the user."
+        return (
+            "Expired: it was not decided in time, or the approved time has run out. Stop waiting and tell the user; "
+            "ask again only if the task still needs it."
+        )
+
     async def get_agent(self) -> dict[str, Any]:
         async def read() -> dict[str, Any]:
             answer = await self.credentials.agent_request("GET", "workspaceagents/me/manifest")
@@ -236,6 +370,15 @@ class CoderTools:
         return candidates[0]
 
 
+def _parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 time from coderauth, aware; None when absent or unreadable (then nothing is computed from it)."""
+    try:
+        parsed = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def build_server(tools: CoderTools) -> FastMCP:
     """A FastMCP server listing the agent tools, the user tools only with a user token, within the allow-list."""
     config = tools.config
@@ -259,6 +402,30 @@ def build_server(tools: CoderTools) -> FastMCP:
         """The workspace agent you run in: its workspace, owner, permission mode and the scopes allowed now."""
         return await tools.get_agent()
 
+    async def coder_request_access(
+        scopes: Annotated[
+            list[str], Field(description="The agent scopes the task needs and the mode does not allow now.")
+        ],
+        reason: Annotated[
+            str, Field(description="What you will do with them and why, at most 500 characters; a person reads it.")
+        ],
+        duration_minutes: Annotated[
+            int, Field(ge=1, description="The shortest time that is enough, in minutes; approval may shorten it.")
+        ],
+    ) -> dict[str, Any]:
+        """Ask a person for agent scopes the permission mode does not allow, for a few minutes. Answers the
+        request's id and state (pending until an admin or the workspace owner decides on the Access requests page)
+        and a note saying what to do next. One open request at a time: if one is open, its id is returned."""
+        return await tools.request_access(scopes=scopes, reason=reason, duration_minutes=duration_minutes)
+
+    async def coder_get_access_request(
+        id: Annotated[str, Field(description="The access request's id, as coder_request_access returned it.")],
+    ) -> dict[str, Any]:
+        """An access request's state (pending, approved, denied, revoked, expired), its time_left_seconds when
+        approved, and what to do next. While pending, call again after poll_after_seconds (10 s, 20 s, 40 s, then
+        every 60 s); stop once it is denied, revoked or expired."""
+        return await tools.get_access_request(id)
+
     async def coder_get_authenticated_user() -> dict[str, Any]:
         """The user whose token this MCP server was given: id, username and roles."""
         return await tools.get_authenticated_user()
@@ -276,6 +443,8 @@ def build_server(tools: CoderTools) -> FastMCP:
     functions = {
         "coder_report_task": coder_report_task,
         "coder_get_agent": coder_get_agent,
+        "coder_request_access": coder_request_access,
+        "coder_get_access_request": coder_get_access_request,
         "coder_get_authenticated_user": coder_get_authenticated_user,
         "coder_list_workspaces": coder_list_workspaces,
         "coder_get_workspace": coder_get_workspace,

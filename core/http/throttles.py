@@ -6,6 +6,7 @@
   slip past it together.
 - Agent requests: per agent token, in this process's memory, so the agent hot path stays one SQL query. With
   several worker processes a token may spend the budget in each of them (docs/operations.md).
+- Access requests (just-in-time elevation): per agent, in the shared database cache.
 """
 
 from __future__ import annotations
@@ -125,6 +126,20 @@ class SignedInPasswordThrottle(PasswordAttemptUsernameThrottle):
     def username(self, request) -> str:
         user = getattr(request, "user", None)
         return user.get_username() if user is not None and user.is_authenticated else ""
+
+
+class ElevationRequestThrottle(SharedRateThrottle):
+    """Access requests per agent, whichever of its tokens asks (CODERAUTH_ELEVATION_REQUEST_RATE), in the shared
+    cache: every app process counts against one budget. It runs before validation, so refused requests count."""
+
+    scope = "elevation_request"
+    rate_setting = "CODERAUTH_ELEVATION_REQUEST_RATE"
+
+    def get_cache_key(self, request, view) -> str | None:
+        agent_id = getattr(request.auth, "agent_id", None)
+        if agent_id is None:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": str(agent_id)}
 
 
 SIGN_IN_THROTTLES = (PasswordAttemptAddressThrottle, PasswordAttemptUsernameThrottle)

@@ -8,8 +8,10 @@ Playwright installs before any of the page's own) and as a console error; the te
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
+from agents.models import AccessRequest
 from agents.services.tokens import agent_token_issue
 from agents.services.workspaces import workspace_mode_set
 from audit.models import AuditEvent
@@ -76,6 +78,15 @@ def demo():
     agent = AgentFactory(workspace=workspace, name="main")
     agent_token_issue(actor=admin, agent=agent, name="agent")
     workspace_mode_set(actor=admin, workspace=workspace, permission_mode=mode("no-user-data"), reason="lock down")
+    # A pending request, so the access-request pages render their forms and rows.
+    AccessRequest.objects.create(
+        agent=agent,
+        workspace=workspace,
+        scopes=["agent:gitsshkey"],
+        reason="sign a tag",
+        duration_seconds=900,
+        requested_at=timezone.now(),
+    )
     return {"admin": admin, "workspace": workspace, "agent": agent}
 
 
@@ -98,6 +109,8 @@ def test_ui_pages_log_no_csp_violation(page, watch, demo):
         "/audit/",
         f"/audit/{event.id}/",
         "/reports/",
+        "/access-requests/",
+        "/access-requests/history/",
         "/no-such-page/",
         "/admin/",
         "/admin/agents/workspace/",

@@ -30,7 +30,7 @@ from tests.mcp_server.harness import (
     tool_names,
 )
 
-AGENT_TOOLS = ["coder_get_agent", "coder_report_task"]
+AGENT_TOOLS = ["coder_get_access_request", "coder_get_agent", "coder_report_task", "coder_request_access"]
 MCP_SCOPES = ["agent:connect", "agent:report"]
 
 
@@ -156,7 +156,8 @@ def test_start_up_prints_exactly_one_line_to_stderr(live_server, owner, tmp_path
     at_start = run_session(env, scenario, errlog_path=errlog_path)
     assert at_start.splitlines() == [
         f"coderauth-mcp INFO: ready: agent {agent.name} of workspace {agent.workspace.name} (mode default), "
-        "child token scopes agent:connect, agent:report, tools coder_report_task, coder_get_agent"
+        "child token scopes agent:connect, agent:report, "
+        "tools coder_report_task, coder_get_agent, coder_request_access, coder_get_access_request"
     ]
 
 

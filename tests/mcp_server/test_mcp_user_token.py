@@ -11,11 +11,13 @@ from tests.helpers.factories import AgentFactory, UserFactory, WorkspaceFactory
 from tests.mcp_server.harness import run_server_process, run_session, server_env, structured, text_of, tool_names
 
 ALL_TOOLS = [
+    "coder_get_access_request",
     "coder_get_agent",
     "coder_get_authenticated_user",
     "coder_get_workspace",
     "coder_list_workspaces",
     "coder_report_task",
+    "coder_request_access",
 ]
 
 

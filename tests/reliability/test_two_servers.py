@@ -67,3 +67,46 @@ def test_no_app_server_serves_a_stale_revocation_or_mode_decision(two_app_server
     revoked = _send(one, "DELETE", "agents:user-token-detail", owner.token, user_token["id"])
     assert revoked.status_code == 204, revoked.text
     assert _get(two, "agents:user-me", user_token["token"]).status_code == 401
+
+
+def test_no_app_server_serves_a_stale_grant(two_app_servers, owner):
+    """An elevation approved or revoked through server 1 binds server 2 on its very next request.
+
+    The live grant is read by the same statement as the token on every request (agents/services/principals.py);
+    a cache of principals or grants in a process would let server 2 keep serving a revoked grant, or keep refusing
+    an approved one."""
+    one, two = two_app_servers
+    workspace = WorkspaceFactory(owner=owner.user, permission_mode=mode("default"))
+    agent = AgentFactory(workspace=workspace)
+    issued = _send(one, "POST", "agents:agent-token-list", owner.token, agent.pk, json={"name": "two-servers"})
+    assert issued.status_code == 201, issued.text
+    agent_token = issued.json()["token"]
+    tightened = _send(
+        one, "PATCH", "agents:workspace-detail", owner.token, workspace.pk, json={"permission_mode": "no-user-data"}
+    )
+    assert tightened.status_code == 200, tightened.text
+
+    for _ in range(2):
+        asked = _send(
+            two,
+            "POST",
+            "agents:agent-access-request-list",
+            agent_token,
+            json={"scopes": ["agent:gitsshkey"], "reason": "a rebase needs the git key", "duration_seconds": 600},
+        )
+        assert asked.status_code == 201, asked.text
+        request_id = asked.json()["id"]
+        assert _get(two, "agents:agent-gitsshkey", agent_token).status_code == 403  # warm, and still refused
+
+        approved = _send(
+            one, "POST", "agents:access-request-approve", owner.token, request_id, json={"reason": "go ahead"}
+        )
+        assert approved.status_code == 200, approved.text
+        served = _get(two, "agents:agent-gitsshkey", agent_token)
+        assert served.status_code == 200, served.text
+
+        revoked = _send(one, "POST", "agents:access-request-revoke", owner.token, request_id, json={"reason": "done"})
+        assert revoked.status_code == 200, revoked.text
+        refused = _get(two, "agents:agent-gitsshkey", agent_token)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["denied_by"] == "permission_mode"

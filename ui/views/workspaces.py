@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
+from agents.selectors.elevation import access_request_active_grants_for_workspace, access_request_may_decide
 from agents.selectors.workspaces import (
     agent_get_for,
     agent_looser_override_list,
@@ -17,6 +18,7 @@ from agents.selectors.workspaces import (
     workspace_get_for,
     workspace_list_for,
 )
+from agents.services.elevation import access_request_time_left
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from agents.services.workspaces import agent_mode_set, workspace_mode_set, workspace_mode_set_bulk
 from core.exceptions import ApplicationError
@@ -163,6 +165,14 @@ class WorkspaceDetailView(SignedInView, TemplateView):
             "can_write": rules.may_write_workspace(user, owner_id=workspace.owner_id),
             "events": selectors.workspace_events_recent(workspace=workspace),
             "agent_names": {agent.id: agent.name for agent in agents},
+            "grants": [
+                {
+                    "request": grant,
+                    "time_left": access_request_time_left(grant),
+                    "may_decide": access_request_may_decide(user=user, access_request=grant),
+                }
+                for grant in access_request_active_grants_for_workspace(workspace=workspace)
+            ],
         }
 
 

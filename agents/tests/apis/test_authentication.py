@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.authentication import INVALID_TOKEN
-from agents.models import AgentToken, UserToken
+from agents.models import AccessRequest, AgentToken, UserToken, Workspace
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from agents.services.users import user_token_issue
 from audit.models import AuditEvent
@@ -40,6 +40,30 @@ def test_agent_request_costs_one_query_for_authentication_and_authorization(agen
         assert_status(client.get(reverse(MANIFEST)), 200)  # first use, so last_used_at is written too
     with django_assert_max_num_queries(1):
         assert_status(client.get(reverse(MANIFEST)), 200)
+
+
+def test_agent_request_with_a_live_grant_still_costs_one_query(agent, member, django_assert_max_num_queries):
+    """The live grant is read by the same statement (a lateral join), not by a second query per request."""
+    plaintext = agent_token_issue(actor=member, agent=agent, name="full").plaintext
+    Workspace.objects.filter(pk=agent.workspace_id).update(permission_mode="no-user-data")
+    now = timezone.now()
+    AccessRequest.objects.create(
+        agent=agent,
+        workspace=agent.workspace,
+        scopes=["agent:gitsshkey"],
+        reason="a rebase needs the git key",
+        duration_seconds=600,
+        state=AccessRequest.APPROVED,
+        requested_at=now,
+        decided_at=now,
+        expires_at=now + timedelta(minutes=10),
+    )
+    client = client_for_agent_token(plaintext)
+    assert_status(client.get(reverse(MANIFEST)), 200)  # first use writes last_used_at
+    with django_assert_max_num_queries(1):
+        response = client.get(reverse(MANIFEST))
+    assert_status(response, 200)
+    assert "agent:gitsshkey" in response.json()["scopes"], "the grant was not read: the count proves nothing"
 
 
 def _prepared_agent_lookups() -> int:

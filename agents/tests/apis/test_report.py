@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.models import AgentToken
+from agents.models import AccessRequest, AgentToken
 from agents.selectors import reports as selectors
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from tests.helpers.audit import user_data_read
@@ -133,6 +133,60 @@ def test_csv_report_with_formula_guard(auditor_client):
     assert list(row)[: len(DESIGN_KEYS) - 1] == DESIGN_KEYS[:-1]
 
 
+def approved_request(agent, *, days_ago: float, scopes: list[str], state: str = AccessRequest.APPROVED):
+    """An access request approved `days_ago` days ago, as the services leave it (or later revoked or denied)."""
+    decided = timezone.now() - timedelta(days=days_ago)
+    return AccessRequest.objects.create(
+        agent=agent,
+        workspace=agent.workspace,
+        scopes=scopes,
+        reason="needs it",
+        duration_seconds=600,
+        state=state,
+        requested_at=decided - timedelta(minutes=1),
+        decided_at=decided,
+        expires_at=None if state == AccessRequest.DENIED else decided + timedelta(minutes=10),
+        revoked_at=decided + timedelta(minutes=5) if state == AccessRequest.REVOKED else None,
+    )
+
+
+class TestElevations:
+    """Which agents keep needing more than their mode: the case for a custom mode."""
+
+    def test_approvals_in_the_window_are_counted_with_their_scopes(self, auditor_client, agent):
+        approved_request(agent, days_ago=1, scopes=["agent:gitsshkey"])
+        approved_request(agent, days_ago=2, scopes=["agent:external-auth", "agent:gitsshkey"], state="revoked")
+        approved_request(agent, days_ago=3, scopes=["agent:report"], state="denied")
+        approved_request(agent, days_ago=40, scopes=["agent:report"])
+        row = report(auditor_client, unused_days=30)[agent.name]
+        assert row["elevations"] == 2
+        assert row["elevated_scopes"] == ["agent:gitsshkey", "agent:external-auth"]
+        assert report(auditor_client, unused_days=60)[agent.name]["elevations"] == 3
+
+    def test_an_agent_without_approvals_has_none(self, auditor_client, agent):
+        other = AgentFactory(workspace=agent.workspace)
+        approved_request(other, days_ago=1, scopes=["agent:gitsshkey"])
+        rows = report(auditor_client)
+        assert (rows[agent.name]["elevations"], rows[agent.name]["elevated_scopes"]) == (0, [])
+        assert rows[other.name]["elevations"] == 1
+
+    def test_a_page_counts_its_own_agents(self, auditor_client, member):
+        agents = [AgentFactory(workspace=WorkspaceFactory(owner=member)) for _ in range(3)]
+        for number, agent in enumerate(agents):
+            for _ in range(number):
+                approved_request(agent, days_ago=1, scopes=["agent:gitsshkey"])
+        rows = report(auditor_client, page_size=1)
+        assert [rows[agent.name]["elevations"] for agent in agents] == [0, 1, 2]
+
+    def test_the_csv_carries_them(self, auditor_client, agent):
+        approved_request(agent, days_ago=1, scopes=["agent:external-auth", "agent:gitsshkey"])
+        response = auditor_client.get(reverse("agents:report-permissions"), {"format": "csv"})
+        (row,) = [
+            row for row in csv.DictReader(io.StringIO(response.content.decode())) if row["agent_name"] == agent.name
+        ]
+        assert (row["elevations"], row["elevated_scopes"]) == ("1", "agent:gitsshkey agent:external-auth")
+
+
 @pytest.mark.parametrize(("params", "field"), [({"format": "xml"}, "format"), ({"unused_days": "0"}, "unused_days")])
 def test_bad_report_input_is_a_json_400(auditor_client, params, field):
     response = auditor_client.get(reverse("agents:report-permissions"), params)
@@ -145,13 +199,14 @@ def _agents_with_history(count: int, owner) -> None:
         agent = AgentFactory(workspace=WorkspaceFactory(owner=owner), permission_mode=mode("default"))
         agent_token_issue(actor=owner, agent=agent, name=f"t{number}")
         user_data_read(agent, days_ago=number)
+        approved_request(agent, days_ago=number % 5, scopes=["agent:gitsshkey"])
 
 
 @pytest.mark.parametrize("count", [3, 30])
 def test_report_query_count_does_not_grow_with_agents(count, member, django_assert_max_num_queries):
-    """The report is one pass over agents, tokens and audit reads: no query per agent."""
+    """The report is one pass over agents, tokens, audit reads and elevations: no query per agent."""
     _agents_with_history(count, member)
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         rows = selectors.permissions_report_rows()
     assert len(rows) == count
 

@@ -306,6 +306,11 @@ COVERED_ELSEWHERE = {
     actions.USER_UPDATED: "agents/tests/admin/test_admin_audit.py",
     actions.USER_DELETED: "agents/tests/admin/test_admin_audit.py",
     actions.USER_DATA_REENCRYPTED: "agents/tests/commands/test_rotate_keys.py",
+    actions.ACCESS_REQUEST_CREATED: "agents/tests/services/test_elevation.py",
+    actions.ACCESS_REQUEST_APPROVED: "agents/tests/services/test_elevation.py",
+    actions.ACCESS_REQUEST_DENIED: "agents/tests/services/test_elevation.py",
+    actions.ACCESS_REQUEST_REVOKED: "agents/tests/services/test_elevation.py",
+    actions.ACCESS_REQUEST_EXPIRED: "agents/tests/commands/test_expire_access_requests.py",
 }
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from agents.models import WorkspaceAgent
+from agents.models import AccessRequest, WorkspaceAgent
 from tests.helpers.audit import user_data_read
 from ui.forms import UNUSED_DAYS_DEFAULT, UNUSED_DAYS_ERROR
 
@@ -80,3 +82,20 @@ def test_apply_returns_to_the_same_window(admin_web, agent):
     )
     assert response["Location"] == reverse("ui:reports") + "?unused_days=5"
     assert WorkspaceAgent.objects.get(pk=agent.pk).permission_mode_id == "no-user-data"
+
+
+def test_the_page_shows_each_agents_elevations_in_the_window(auditor_web, agent):
+    now = timezone.now()
+    AccessRequest.objects.create(
+        agent=agent,
+        workspace=agent.workspace,
+        scopes=["agent:gitsshkey"],
+        reason="needs it",
+        duration_seconds=600,
+        state=AccessRequest.APPROVED,
+        requested_at=now - timedelta(days=10, minutes=1),
+        decided_at=now - timedelta(days=10),
+        expires_at=now - timedelta(days=10) + timedelta(minutes=10),
+    )
+    assert "1: <code>agent:gitsshkey</code>" in _report_page(auditor_web)
+    assert "1: <code>agent:gitsshkey</code>" not in _report_page(auditor_web, unused_days="5")
