@@ -15,10 +15,17 @@ _PREPARE_ONLY_WHEN_ASKED = sys.maxsize
 
 
 class _PreparingCursor(psycopg.Cursor):
-    """Server-side binding, every statement prepared: parsed and planned once per connection, psycopg keeps the name."""
+    """Server-side binding, every statement prepared: parsed and planned once per connection, psycopg keeps the name.
+
+    One per database connection, kept open: a fresh psycopg cursor looks up the adapters of every parameter and
+    column again on its first statement, about 40 µs of the agent lookup's 0.1 ms. Closing it is therefore a no-op;
+    it goes with its connection."""
 
     def execute(self, query, params=None, *, prepare=None, binary=None):
         return super().execute(query, params, prepare=True, binary=binary)
+
+    def close(self) -> None:
+        """Kept for the next request on this connection (Django's cursor wrapper closes it after each use)."""
 
 
 def prepared_statement_cursor():
@@ -34,8 +41,12 @@ def prepared_statement_cursor():
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw_connection = connection.connection
-    if raw_connection.prepare_threshold is None:
-        raw_connection.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-    with connection.wrap_database_errors:
-        cursor = _PreparingCursor(raw_connection)
+    cursor = getattr(connection, "_coderauth_preparing_cursor", None)
+    # A new connection (after a close, a failed health check or CONN_MAX_AGE) gets a new cursor.
+    if cursor is None or cursor.connection is not raw_connection:
+        if raw_connection.prepare_threshold is None:
+            raw_connection.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+        with connection.wrap_database_errors:
+            cursor = _PreparingCursor(raw_connection)
+        connection._coderauth_preparing_cursor = cursor
     return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)

@@ -26,6 +26,9 @@ from policies.scopes import (
     ordered,
 )
 
+# Renders datetimes as every serializer of the API does (ISO 8601 in the current time zone, `Z` for UTC).
+_DATETIME = serializers.DateTimeField()
+
 
 class AgentApi(APIView):
     """Base of every agent route: the agent flow alone, and the scope check. Subclasses set required_scope."""
@@ -59,17 +62,20 @@ class AgentManifestApi(AgentApi):
 
     @extend_schema(responses={200: OutputSerializer, **errors(401, 403, scope_denied=True)})
     def get(self, request):
+        # The hottest route: a plain dict of strings, as OutputSerializer (which documents it) would render it,
+        # without building a serializer per request (a deep copy of its fields).
         principal = request.auth
-        body = {
-            "agent_id": principal.agent_id,
-            "agent_name": principal.agent_name,
-            "workspace_id": principal.workspace_id,
-            "workspace_name": principal.workspace_name,
-            "owner_username": principal.owner_username,
-            "permission_mode": principal.mode_name,
-            "scopes": ordered(principal.allowed_scopes),
-        }
-        return Response(self.OutputSerializer(body).data)
+        return Response(
+            {
+                "agent_id": str(principal.agent_id),
+                "agent_name": principal.agent_name,
+                "workspace_id": str(principal.workspace_id),
+                "workspace_name": principal.workspace_name,
+                "owner_username": principal.owner_username,
+                "permission_mode": principal.mode_name,
+                "scopes": ordered(principal.allowed_scopes),
+            }
+        )
 
 
 class AgentAppStatusApi(AgentApi):
@@ -98,7 +104,17 @@ class AgentAppStatusApi(AgentApi):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         app_status = status_services.app_status_report(principal=request.auth, **data.validated_data)
-        return Response(self.OutputSerializer(app_status).data)
+        # A plain dict, as OutputSerializer (which documents it) would render it: no serializer per request.
+        return Response(
+            {
+                "app_slug": app_status.app_slug,
+                "state": app_status.state,
+                "message": app_status.message,
+                "uri": app_status.uri,
+                "created_at": _DATETIME.to_representation(app_status.created_at),
+                "token_id": str(app_status.token_id),
+            }
+        )
 
 
 class AgentLogsApi(AgentApi):
