@@ -7,7 +7,6 @@ table, not a sleep) until they queue behind it, then lets them go at once.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 from django.db import connection, connections, transaction
@@ -20,6 +19,7 @@ from agents.services.tokens import agent_token_issue
 from audit.models import AuditEvent
 from core.exceptions import Conflict
 from tests.helpers.factories import AdminFactory, AgentFactory, UserFactory, mode
+from tests.helpers.locks import wait_for_lock_waiters
 
 
 def _setup():
@@ -35,24 +35,6 @@ def _ask(principal) -> AccessRequest:
     return services.access_request_create(
         principal=principal, scopes=["agent:gitsshkey"], reason="push release tag", duration_seconds=600
     )
-
-
-def _waiting_backends() -> int:
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(DISTINCT lock.pid) FROM pg_locks lock JOIN pg_stat_activity activity "
-            "ON activity.pid = lock.pid WHERE NOT lock.granted AND activity.datname = current_database()"
-        )
-        return cursor.fetchone()[0]
-
-
-def _wait_for_waiters(count: int, deadline_seconds: float = 20.0) -> None:
-    end = time.monotonic() + deadline_seconds
-    while time.monotonic() < end:
-        if _waiting_backends() >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{count} contenders never queued behind the lock")
 
 
 def _race(agent_id, *calls, before_release=None) -> list:
@@ -73,7 +55,11 @@ def _race(agent_id, *calls, before_release=None) -> list:
         threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
         for thread in threads:
             thread.start()
-        _wait_for_waiters(len(calls))
+        wait_for_lock_waiters(
+            len(calls),
+            gave_up=lambda: any(not thread.is_alive() for thread in threads)
+            and f"a contender ended before it queued behind the lock: {results}",
+        )
         if before_release:
             before_release()
     for thread in threads:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.authentication import AgentTokenAuthentication
@@ -20,6 +19,7 @@ from agents.services.tokens import agent_child_token_issue, agent_token_issue, a
 from audit.models import AuditEvent
 from core.exceptions import InvalidInput
 from tests.helpers.factories import AgentFactory, UserFactory
+from tests.helpers.locks import wait_for_lock_waiters
 
 pytestmark = pytest.mark.django_db
 
@@ -298,16 +298,6 @@ def test_two_rotations_racing_leave_no_second_heir(transactional_db):
     assert event.details["reason"] == "rotated_concurrently"
 
 
-def _wait_until_a_backend_waits_for_a_lock(deadline_seconds: float = 20.0) -> None:
-    """Poll the server's lock table (a condition, not a sleep-and-hope): another session is blocked."""
-    end = time.monotonic() + deadline_seconds
-    with connections["default"].cursor() as cursor:
-        while time.monotonic() < end:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks lock JOIN pg_stat_activity activity ON activity.pid = lock.pid "
-                "WHERE NOT lock.granted AND activity.datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.01)
-    raise AssertionError("the second rotation never waited for the first")
+def _wait_until_a_backend_waits_for_a_lock() -> None:
+    """Another session is blocked on a lock (polled on the lock table, not slept on)."""
+    wait_for_lock_waiters(1)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import threading
-import time
 
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from agents.authentication import AgentTokenAuthentication
 from agents.models import AgentToken
 from agents.services.tokens import agent_child_token_issue, agent_token_issue, agent_token_revoke
 from core.exceptions import InvalidInput
 from tests.helpers.factories import AgentFactory, UserFactory
+from tests.helpers.locks import wait_for_lock_waiters
 
 
 def _principal(plaintext: str):
@@ -19,19 +19,9 @@ def _principal(plaintext: str):
     return AgentTokenAuthentication().authenticate(request)[0]
 
 
-def _wait_until_a_backend_waits_for_a_lock(deadline_seconds: float = 20.0) -> None:
-    """Poll the server's lock table (a condition, not a sleep-and-hope): another session is blocked."""
-    end = time.monotonic() + deadline_seconds
-    with connections["default"].cursor() as cursor:
-        while time.monotonic() < end:
-            cursor.execute(
-                "SELECT count(*) FROM pg_locks lock JOIN pg_stat_activity activity ON activity.pid = lock.pid "
-                "WHERE NOT lock.granted AND activity.datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.01)
-    raise AssertionError("the revoking transaction never waited for the minting one")
+def _wait_until_a_backend_waits_for_a_lock() -> None:
+    """Another session is blocked on a lock (polled on the lock table, not slept on)."""
+    wait_for_lock_waiters(1)
 
 
 def test_revoke_racing_a_child_mint_still_revokes_the_new_child(transactional_db):
