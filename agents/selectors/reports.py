@@ -41,9 +41,19 @@ REPORT_ORDERING = ("workspace__owner__username", "workspace__name", "name")
 
 
 def _report_agents() -> QuerySet[WorkspaceAgent]:
-    return WorkspaceAgent.objects.select_related(
-        "workspace__owner", "workspace__permission_mode", "permission_mode"
-    ).order_by(*REPORT_ORDERING)
+    # Only the columns a row shows: at 20,000 agents, building four full models per agent (timestamps and
+    # password hashes included) cost more than every query of the report together.
+    return (
+        WorkspaceAgent.objects.select_related("workspace__owner", "workspace__permission_mode", "permission_mode")
+        .only(
+            "name",
+            "workspace__name",
+            "workspace__owner__username",
+            "workspace__permission_mode__scopes",
+            "permission_mode__scopes",
+        )
+        .order_by(*REPORT_ORDERING)
+    )
 
 
 def permissions_report_rows(*, unused_days: int = 30) -> list[dict[str, Any]]:
