@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: run manage test check-reliability check-mutants browser screenshots install db-start db-stop demo-reset lint format bench bench-export bench-auth clean
+.PHONY: run manage test check-reliability check-mutants browser pgbouncer wrk screenshots install db-start db-stop demo-reset lint format bench bench-export bench-auth bench-inprocess bench-scale bench-http bench-writes clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -48,12 +48,23 @@ browser:
 	@command -v chromium >/dev/null || test -x /usr/bin/chromium || \
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
 
+# The pooler tests (tests/reliability/test_pgbouncer.py) start Debian's PgBouncer on loopback as the current user;
+# the package's own service is never used.
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq pgbouncer)
+
+# The HTTP benchmarks (bench-auth, bench-http) drive gunicorn with Debian's wrk.
+wrk:
+	@command -v wrk >/dev/null || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk)
+
 # The whole suite against a throwaway database (pytest-django creates and drops it).
-test: install browser lint
+test: install browser pgbouncer lint
 	@scripts/with-database.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The long runs: races on every write path, database faults, two app servers, long schema fuzzing.
-check-reliability: install browser
+check-reliability: install browser pgbouncer
 	@scripts/with-database.sh $(BIN)/python -m pytest -m reliability $(PYTEST_ARGS)
 
 # Mutation testing of the guards (scripts/mutants.py): each mutant must make the suite fail. Not run in CI
@@ -76,16 +87,51 @@ db-stop:
 
 # Export 1,000,000 audit rows as CSV through the real endpoint (gunicorn) next to a plain COPY;
 # uses its own database (coderauth_bench) on the server of DATABASE_URL and drops it after.
+# Each bench-* target prints its results as Markdown; BENCH_WRITE=--write (set by `make bench`) also
+# replaces the bench's own section of docs/benchmarks.md.
 bench-export: install
-	@scripts/with-database.sh $(BIN)/python bench/export_bench.py $(BENCH_ARGS)
+	@scripts/with-database.sh $(BIN)/python bench/export_bench.py $(BENCH_ARGS) $(BENCH_WRITE)
 
 # The agent route's hot path against DRF's plaintext TokenAuthentication, over HTTP (gunicorn, one sync
 # worker; wrk when installed, else httpx); uses its own database (coderauth_bench_auth) and drops it after.
-bench-auth: install
-	@scripts/with-database.sh $(BIN)/python bench/agent_auth_bench.py $(BENCH_AUTH_ARGS)
+bench-auth: install wrk
+	@scripts/with-database.sh $(BIN)/python bench/agent_auth_bench.py $(BENCH_AUTH_ARGS) $(BENCH_WRITE)
 
-# Every benchmark; the figures are recorded in docs/benchmarks.md.
-bench: bench-export bench-auth
+# The agent routes in one process (Django's test client) next to a view without authentication and three peers:
+# DRF TokenAuthentication, django-rest-knox, djangorestframework-api-key. The peers and the profiler are installed
+# here for the bench only, never through requirements.txt. Database coderauth_bench_inprocess, dropped after.
+bench-inprocess: install
+	@$(BIN)/python -m pip install --quiet django-rest-knox djangorestframework-api-key pyinstrument
+	@scripts/with-database.sh $(BIN)/python bench/inprocess_bench.py $(BENCH_INPROCESS_ARGS) $(BENCH_WRITE)
+
+# The big lists, the audit filters, the permissions report and a mode change on a database seeded by seed_scale
+# (10,000 workspaces, 20,000 agents, 100,000 tokens, 1,000,000 audit events; BENCH_SCALE_ARGS="--events 100000"
+# for a quick run); uses its own database (coderauth_bench_scale) and drops it after.
+bench-scale: install
+	@scripts/with-database.sh $(BIN)/python bench/scale_bench.py $(BENCH_SCALE_ARGS) $(BENCH_WRITE)
+
+# /healthz, the agent manifest and app-status under gunicorn (3 sync workers) and wrk at 1, 8 and 32
+# connections, 30 s a cell (BENCH_HTTP_ARGS="--duration 5" for a quick run); database coderauth_bench_http.
+bench-http: install wrk
+	@scripts/with-database.sh $(BIN)/python bench/http_load_bench.py $(BENCH_HTTP_ARGS) $(BENCH_WRITE)
+
+# Audited writes/s (token issue, mode change) at 1, 8 and 32 concurrent clients, with and without the audit
+# row, and the wait for the audit chain's lock; database coderauth_bench_writes.
+bench-writes: install
+	@scripts/with-database.sh $(BIN)/python bench/audited_writes_bench.py $(BENCH_WRITES_ARGS) $(BENCH_WRITE)
+
+# Every benchmark in turn (about 20 minutes), each with --write: it rewrites each bench's section of
+# docs/benchmarks.md. A bench that misses its target exits 1; the others still run, and `make bench` then
+# fails naming them. The BENCH_*_ARGS variables still apply.
+BENCHES := bench-export bench-auth bench-inprocess bench-http bench-writes bench-scale
+bench: install wrk
+	@failed=""; \
+	for target in $(BENCHES); do \
+		echo "== make $$target"; \
+		$(MAKE) --no-print-directory $$target BENCH_WRITE=--write || failed="$$failed $$target"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make bench: failed or missed a target:$$failed" >&2; exit 1; fi; \
+	echo "make bench: every benchmark met its target"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports

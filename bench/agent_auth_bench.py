@@ -17,7 +17,9 @@ drives it with wrk (or, without wrk, an httpx loop) on three routes:
 Each route is warmed up, then measured --runs times, interleaved so that a noisy moment hits all of
 them; the table shows the medians. It exits 1 when (a)'s median throughput is more than 10 % below
 (b)'s and the gap is larger than the run-to-run spread, so noise alone does not fail `make bench`.
-The database is dropped at the end unless --keep. No token is ever printed.
+It prints the results as Markdown; with --write it also replaces the `agent-auth` section of
+docs/benchmarks.md (bench/report.py). The database is dropped at the end unless --keep. No token is
+ever printed.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import tempfile
 import time
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,6 +49,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.report import machine_description, write_section  # noqa: E402 - the path above first
 
 DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 MAX_SLOWDOWN = 0.10
@@ -268,17 +273,15 @@ def spread(values: list[float]) -> float:
     return (max(values) - min(values)) / statistics.median(values)
 
 
-def server_versions(bench_url: str) -> str:
+def server_versions() -> str:
     import django
     import gunicorn
     import rest_framework
 
-    with psycopg.connect(bench_url) as conn:
-        (pg_version,) = conn.execute("SHOW server_version").fetchone()
+    # Cores, memory, Python and PostgreSQL come from bench.report.machine_description.
     return (
-        f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}; Python {platform.python_version()}, "
-        f"Django {django.get_version()}, DRF {rest_framework.VERSION}, gunicorn {gunicorn.__version__}, "
-        f"psycopg {psycopg.__version__}, PostgreSQL {pg_version.split()[0]}"
+        f"{platform.system()} {platform.release()}, Django {django.get_version()}, DRF {rest_framework.VERSION}, "
+        f"gunicorn {gunicorn.__version__}, psycopg {psycopg.__version__}"
     )
 
 
@@ -291,6 +294,7 @@ def main() -> int:
     parser.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--database", default="coderauth_bench_auth", help="bench database, created and dropped")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    parser.add_argument("--write", action="store_true", help="replace the agent-auth section of docs/benchmarks.md")
     args = parser.parse_args()
 
     wrk = shutil.which("wrk") if args.client in ("auto", "wrk") else None
@@ -316,7 +320,7 @@ def main() -> int:
     results: dict[str, list[Run]] = {}
     try:
         scenarios, counts = prepare(env)
-        versions = server_versions(bench_url)
+        versions = server_versions()
         for scenario in scenarios:
             status, _ = counts[scenario.key]
             if status != scenario.expected_status:
@@ -360,37 +364,72 @@ def main() -> int:
             print(f"error: ({scenario.key}) {wrong} answers not {scenario.expected_status}, {errors} socket errors")
             return 1
 
+    agent_rates = [run.rate for run in results["a"]]
+    baseline_rates = [run.rate for run in results["b"]]
+    medians = {scenario.key: statistics.median(run.rate for run in results[scenario.key]) for scenario in scenarios}
+    ratio = medians["a"] / medians["b"]
+    if ratio >= 1 - MAX_SLOWDOWN:
+        verdict, code = "met: the agent route holds DRF TokenAuthentication's cost or better", 0
+    elif max(agent_rates) >= min(baseline_rates):
+        # The runs overlap: the gap is within what one route varies from run to run on this machine.
+        verdict, code = (
+            "inconclusive: the agent route's runs overlap the baseline's (noise); rerun on a quiet machine",
+            0,
+        )
+    else:
+        verdict, code = f"MISSED: the agent route is more than {MAX_SLOWDOWN:.0%} below the baseline in every run", 1
+    text = markdown(scenarios, results, counts, args, client, ratio, verdict, versions, machine_description(admin_url))
     print()
-    print(f"| route | SQL queries | req/s (median of {args.runs}) | p50 ms | p99 ms | req/s of each run | spread |")
-    print("| --- | ---: | ---: | ---: | ---: | --- | ---: |")
-    medians = {}
+    print(text)
+    if args.write:
+        write_section("agent-auth", text)
+    return code
+
+
+def markdown(
+    scenarios: list[Scenario],
+    results: dict[str, list[Run]],
+    counts: dict[str, tuple[int, int]],
+    args: argparse.Namespace,
+    client: str,
+    ratio: float,
+    verdict: str,
+    versions: str,
+    machine: str,
+) -> str:
+    """The section's table, the ratio, the machine and the command that produced them."""
+    lines = [
+        f"Run on {datetime.now(UTC):%Y-%m-%d}: gunicorn, one sync worker; {client} on the same machine, "
+        f"{args.warmup:g} s of warm-up a route, then {args.runs} interleaved run(s) of {args.duration:g} s; "
+        "medians shown.",
+        "",
+        f"| route | SQL queries | req/s (median of {args.runs}) | p50 ms | p99 ms | req/s of each run | spread |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
     for scenario in scenarios:
         runs = results[scenario.key]
         rates = [run.rate for run in runs]
-        medians[scenario.key] = statistics.median(rates)
-        p50 = statistics.median(run.p50_ms for run in runs)
-        p99 = statistics.median(run.p99_ms for run in runs)
-        print(
-            f"| ({scenario.key}) {scenario.label} | {counts[scenario.key][1]} | {medians[scenario.key]:,.0f} "
-            f"| {p50:.2f} | {p99:.2f} "
+        lines.append(
+            f"| ({scenario.key}) {scenario.label} | {counts[scenario.key][1]} | {statistics.median(rates):,.0f} "
+            f"| {statistics.median(run.p50_ms for run in runs):.2f} "
+            f"| {statistics.median(run.p99_ms for run in runs):.2f} "
             f"| {', '.join(f'{rate:,.0f}' for rate in rates)} | {spread(rates):.0%} |"
         )
-    print()
-    print(versions)
-
-    agent_rates = [run.rate for run in results["a"]]
-    baseline_rates = [run.rate for run in results["b"]]
-    ratio = medians["a"] / medians["b"]
-    print(f"agent / baseline throughput: {ratio:.0%} (target: at least {1 - MAX_SLOWDOWN:.0%})")
-    if ratio >= 1 - MAX_SLOWDOWN:
-        print("result: the agent route holds DRF TokenAuthentication's cost or better")
-        return 0
-    if max(agent_rates) >= min(baseline_rates):
-        # The runs overlap: the gap is within what one route varies from run to run on this machine.
-        print("result: inconclusive, the agent route's runs overlap the baseline's (noise); rerun on a quiet machine")
-        return 0
-    print(f"result: SLOWER, the agent route is more than {MAX_SLOWDOWN:.0%} below the baseline in every run")
-    return 1
+    lines += [
+        "",
+        f"Agent route / baseline throughput: **{ratio:.0%}** (target: at least {1 - MAX_SLOWDOWN:.0%}). "
+        f"Result: {verdict}.",
+        "",
+        f"Machine: {machine}; {versions}. wrk, gunicorn and PostgreSQL share the cores, and other work ran "
+        "at the same time: read the ratio within one run, not the absolute figures.",
+        "",
+        "```sh",
+        "make bench-auth BENCH_AUTH_ARGS='"
+        + f"--duration {args.duration:g} --warmup {args.warmup:g} --runs {args.runs} "
+        + f"--connections {args.connections} --write'",
+        "```",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
