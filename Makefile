@@ -22,15 +22,16 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 # Run the app on http://$(HOST):$(PORT) with an idempotent demo. A DATABASE_URL whose database
-# does not exist yet gets it created. With CODERAUTH_ELEVATION_WEBHOOK_URL set, the webhook worker
-# (deliver_webhooks) runs beside the server and is stopped when the server ends.
+# does not exist yet gets it created. The audit sealer (seal_audit) runs beside the server, and with
+# CODERAUTH_ELEVATION_WEBHOOK_URL set the webhook worker (deliver_webhooks) too; both stop with it.
 run: install
 	@DEBUG=$${DEBUG:-true} scripts/with-database.sh --create-database sh -c '\
 		$(BIN)/python manage.py migrate --no-input && \
 		$(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)/ || exit; \
-		[ -n "$${CODERAUTH_ELEVATION_WEBHOOK_URL:-}" ] || exec $(BIN)/python manage.py runserver $(HOST):$(PORT); \
-		$(BIN)/python manage.py deliver_webhooks & worker=$$!; \
-		trap "kill $$worker 2>/dev/null; wait $$worker" EXIT; trap "exit 130" INT; trap "exit 143" TERM; \
+		$(BIN)/python manage.py seal_audit & workers=$$!; \
+		if [ -n "$${CODERAUTH_ELEVATION_WEBHOOK_URL:-}" ]; then \
+			$(BIN)/python manage.py deliver_webhooks & workers="$$workers $$!"; fi; \
+		trap "kill $$workers 2>/dev/null; wait $$workers" EXIT; trap "exit 130" INT; trap "exit 143" TERM; \
 		$(BIN)/python manage.py runserver $(HOST):$(PORT)'
 
 # Any manage.py command against the database and the development defaults of `make run`, e.g.

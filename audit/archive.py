@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from audit import actions, chain, checkpoints
 from audit.models import AuditEvent
+from audit.sealing import audit_seal_locked
 from audit.selectors import audit_chain_rows
 from audit.services import audit_record, chain_lock
 from audit.verification import Trust, audit_chain_anchor
@@ -56,8 +57,11 @@ def audit_archive(
     either way the transaction rolls back and no row leaves the log.
     """
     with transaction.atomic():
-        # The writers' lock: no event can be appended while the chain's start moves.
+        # No event may be appended while the chain's start moves: lock writers out (this waits for those in
+        # flight), take the sealers' lock, and seal what the writers committed, so every row is in the chain.
+        _lock_out_writers()
         chain_lock()
+        audit_seal_locked()
         anchor = audit_chain_anchor(trust=trust)
         # A contiguous prefix of the chain, all older than `before`: everything below the first
         # row at or after it (clock skew between app servers could interleave times otherwise).
@@ -87,7 +91,7 @@ def audit_archive(
             "sha256": body.hexdigest(),
             "file": path.name,
         }
-        # The log's newest row, which audit.archived will chain to: under the lock, nothing comes between.
+        # The log's newest row, which audit.archived will chain to: with writers locked out, nothing comes between.
         head_id, head_hash = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
         statement = checkpoints.archive_statement(
             archive=summary, head_id=head_id, head_hash=head_hash, time=timezone.now()
@@ -103,12 +107,22 @@ def audit_archive(
         # the first remaining row when every row was archived.
         details = {**summary, "checkpoint": signed}
         event = audit_record(action=actions.AUDIT_ARCHIVED, actor_type="system", actor="archive_audit", details=details)
+        audit_seal_locked()
+        event.refresh_from_db(fields=["prev_hash", "hash"])
         if event.prev_hash != head_hash:
             raise ArchiveFailed("The audit.archived event did not chain to the head that was signed.")
         deleted = _delete_archived(first_id=first_id, last_id=walk.last_id)
         if deleted != walk.count:
             raise ArchiveFailed(f"Expected to remove {walk.count} rows, found {deleted}.")
     return details
+
+
+def _lock_out_writers() -> None:
+    """SHARE ROW EXCLUSIVE on the table: it waits for every writer holding a row id to commit, and admits none until
+    this transaction ends. Readers and exports go on."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL lock_timeout = '10s'")
+        cursor.execute("LOCK TABLE audit_auditevent IN SHARE ROW EXCLUSIVE MODE")
 
 
 def _delete_archived(*, first_id: int, last_id: int) -> int:

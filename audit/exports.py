@@ -29,8 +29,8 @@ from django.utils import timezone
 
 from audit import chain
 from audit.export_slots import ExportSlot, export_slot, export_slot_acquire
+from audit.sealing import audit_chain_now
 from audit.selectors import AuditFilters, audit_filters_where
-from audit.services import chain_lock
 
 EXPORT_FORMATS = ("csv", "jsonl")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
@@ -187,11 +187,10 @@ def _iso(value: datetime | None) -> str | None:
 def export_filters_pinned(filters: AuditFilters) -> AuditFilters:
     """Without `until` an export ends now (to the microsecond), so the same request can be replayed later.
 
-    "Now" is read under the chain's advisory lock, in a transaction of its own: every writer that stamped a
-    time before it has committed by then (writers stamp `time` while holding that lock), and every later
-    writer stamps a later time. So the export, whose snapshot is taken afterwards, holds every row before
-    `until`, and a replay with the same `until` finds exactly the same rows. Cost: waiting out at most one
-    in-flight audit write.
+    "Now" is read by audit_chain_now: when it returns, every writer that stamped a time before it has committed
+    and its row is sealed, and every later writer stamps a later time. So the export, whose snapshot is taken
+    afterwards, holds every row before `until`, sealed, and a replay with the same `until` finds exactly the same
+    rows. Cost: waiting out the audited writes in flight, and one sealing round.
     """
     if filters.until is not None:
         return filters
@@ -199,16 +198,15 @@ def export_filters_pinned(filters: AuditFilters) -> AuditFilters:
 
 
 def _chain_now() -> datetime:
-    with transaction.atomic():
-        chain_lock()
-        return timezone.now()
+    return audit_chain_now()
 
 
 def _export_filters_settled(filters: AuditFilters) -> tuple[AuditFilters, bool]:
     """The filters pinned, and whether the rows before their `until` are final (so their manifest may be recorded).
 
     A pinned `until` is final by construction. A past `until` given by the client is final once the audit
-    write in flight, which may have stamped an earlier time, has committed: the chain lock waits it out. A
+    write in flight, which may have stamped an earlier time, has committed and been sealed: audit_chain_now waits
+    it out. A
     future `until` is not final: rows can still be written before it.
     """
     if filters.until is None:
@@ -269,7 +267,7 @@ def audit_export_manifest_get(*, filters: AuditFilters, export_format: str, user
     and records the result when the rows before `until` are final.
     """
     if filters.until is not None and filters.until <= timezone.now():
-        # A record is only ever made of final rows, so finding one needs no wait for the chain lock.
+        # A record is only ever made of final rows, so finding one needs no wait for writers in flight.
         key = _record_key(filters=filters, export_format=export_format, log_start=_log_start())
         recorded = (cache.get(_records_key(user_id)) or {}).get(key)
         if recorded is not None:

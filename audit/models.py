@@ -10,8 +10,9 @@ from audit.chain import FIELDS
 class AuditEvent(models.Model):
     """One append-only audit record. Never holds a token or secret, at most a display hint.
 
-    PostgreSQL triggers reject UPDATE, DELETE and TRUNCATE (migration 0002); `hash` chains each row
-    to its predecessor (audit/chain.py). Rows are written only by audit.services.audit_record.
+    PostgreSQL triggers reject DELETE, TRUNCATE and every UPDATE but the seal (migrations 0002 and 0003). Rows are
+    written only by audit.services.audit_record, unsealed (`prev_hash` and `hash` empty); audit/sealing.py then
+    links them in id order, so `hash` chains each row to its predecessor (audit/chain.py).
     """
 
     ACTOR_USER = "user"
@@ -36,6 +37,10 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [
+            # The sealer's work list (audit/sealing.py): small, since rows leave it moments after their commit.
+            models.Index(fields=["id"], condition=models.Q(hash=""), name="audit_unsealed"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.action} by {self.actor_type}:{self.actor}"

@@ -15,10 +15,8 @@ from core import request_context
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
-_LAST_HASH_SQL = (
-    "SELECT (SELECT hash FROM audit_auditevent ORDER BY id DESC LIMIT 1), "
-    "nextval(pg_get_serial_sequence('audit_auditevent', 'id'))"
-)
+# Before the row's time is stamped and its id drawn: the sealer's rule (audit/sealing.py) finds writers by it.
+_WRITER_LOCK_SQL = "LOCK TABLE audit_auditevent IN ROW EXCLUSIVE MODE"
 
 
 def neutralise(text: str) -> str:
@@ -43,10 +41,10 @@ def _clean(value: Any) -> Any:
 
 
 def chain_lock() -> None:
-    """Take the chain's transaction-level lock: appends, archiving and pinned exports queue behind each other.
+    """Take the chain's transaction-level lock, held by whoever links rows into the chain until it commits.
 
-    The lock is its own statement: in READ COMMITTED each statement takes a fresh snapshot, so the next
-    statement sees the row the previous lock holder committed just before releasing the lock.
+    Sealers (audit/sealing.py) and archive_audit take it; writers never do. The lock is its own statement: in
+    READ COMMITTED each statement takes a fresh snapshot, so the next one sees what the previous holder committed.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("The audit chain lock is held until commit: take it inside a transaction.")
@@ -63,25 +61,23 @@ def audit_record(
     agent_id: UUID | str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event to the hash chain. Must run inside the caller's transaction so both commit or neither does.
+    """Append one event, unsealed. Must run inside the caller's transaction so both commit or neither does.
 
-    Appends are serialised by a transaction-level advisory lock held until the caller commits, so
-    two transactions never chain to the same predecessor. Cost: the lock, one SELECT, one INSERT.
+    No lock: concurrent writers append side by side, and audit/sealing.py links the committed rows into the hash
+    chain, in id order, moments later. Cost: two statements, the table lock every INSERT takes anyway (taken first,
+    so that it covers the time stamp) and the INSERT.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records.")
     if action not in actions.ALL:
         raise ValueError(f"Unknown audit action {action!r}: add it to audit/actions.py.")
     context = request_context.current()
-    chain_lock()
     with connection.cursor() as cursor:
-        cursor.execute(_LAST_HASH_SQL)
-        last_hash, next_id = cursor.fetchone()
-    # Taken after the lock so that time never goes backwards along the chain within one clock.
-    now = timezone.now()
+        cursor.execute(_WRITER_LOCK_SQL)
+    # Stamped under the lock, so a reader that waited out every writer holding it at some instant (audit_chain_now)
+    # knows that every row stamped before that instant is committed.
     event = AuditEvent(
-        id=next_id,
-        time=now,
+        time=timezone.now(),
         action=action,
         actor_type=actor_type,
         actor=neutralise(str(actor))[:150],
@@ -91,8 +87,8 @@ def audit_record(
         ip=chain.canonical_ip(context.ip),
         user_agent=neutralise(context.user_agent)[:500],
         request_id=neutralise(context.request_id)[:64],
-        prev_hash=last_hash or chain.GENESIS_HASH,
     )
-    event.hash = chain.row_hash(event.chain_fields())
+    # The id is drawn inside the INSERT, under the lock: archive_audit's lock on the table waits out every writer
+    # that holds an id.
     event.save(force_insert=True)
     return event

@@ -1,7 +1,8 @@
 """Verifying the stored chain with trust from outside the database: signed archives, signed heads, pinned heads.
 
-Reads only. verify_audit reports with it; audit_checkpoint signs only a head it has just verified; archive_audit
-continues, and signs, only from a start audit_chain_anchor trusts. Otherwise a forged `audit.archived` row, or a
+Reads only, after one sealing round (audit/sealing.py) so that rows committed a moment ago are in the chain.
+verify_audit reports with it; audit_checkpoint signs only a head it has just verified; archive_audit continues,
+and signs, only from a start audit_chain_anchor trusts. Otherwise a forged `audit.archived` row, or a
 rewritten log, would come out of them signed.
 """
 
@@ -16,6 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import actions, chain, checkpoints
+from audit.sealing import audit_seal
 from audit.selectors import audit_chain_latest_archive, audit_chain_rows
 from core.exceptions import ApplicationError
 
@@ -41,6 +43,8 @@ class ChainReport:
     head_hash: str
     head_id: int | None
     heads: list[str]
+    # Committed rows after the head that no sealer has linked yet (a writer was still in flight before them).
+    pending: int = 0
 
 
 def audit_chain_anchor(*, trust: Trust) -> checkpoints.Anchor:
@@ -77,12 +81,22 @@ def audit_chain_verify(
     Constant memory: rows stream through a server-side cursor, `chunk_size` at a time.
     """
     expected = checkpoints.HeadChecks(heads)
+    audit_seal()
+    pending = 0
     with _one_snapshot():
         anchor = audit_chain_anchor(trust=trust)
         walk = chain.ChainWalk(start_hash=anchor.start_hash)
         first_id = None
         with closing(audit_chain_rows(chunk_size=chunk_size)) as rows:
             for row in rows:
+                if not row["hash"]:
+                    pending += 1
+                    continue
+                if pending:
+                    raise chain.ChainBroken(
+                        int(row["id"]),
+                        f"the row is sealed, but {pending} row(s) before it are not: the chain passed over them",
+                    )
                 if first_id is None:
                     first_id = int(row["id"])
                     if anchor.archived_last_id is not None and first_id <= anchor.archived_last_id:
@@ -102,6 +116,7 @@ def audit_chain_verify(
         head_hash=walk.head,
         head_id=walk.last_id,
         heads=held,
+        pending=pending,
     )
 
 

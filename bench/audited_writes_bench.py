@@ -3,9 +3,10 @@
     make bench-writes                                 # or:
     DATABASE_URL=postgres://... .venv/bin/python bench/audited_writes_bench.py --duration 5 --rounds 3
 
-Every state change appends to the audit hash chain under one advisory lock (audit/services.py,
-chain_lock), so all audited writes form one global queue. This bench measures what that queue costs.
-It creates a dedicated database (`coderauth_bench_writes` on the server of DATABASE_URL), migrates it,
+Every state change appends an audit row in its own transaction (audit/services.py); a sealer links the
+committed rows into the hash chain afterwards (audit/sealing.py). This bench measures what auditing costs
+the writers, with a sealer running as it does in production. It creates a dedicated database
+(`coderauth_bench_writes` on the server of DATABASE_URL), migrates it,
 and creates, through the real services, one admin and a workspace with an agent per client, so that
 clients share no row but the chain. Each client is a process with its own database connection that
 calls the real service in a loop for --duration seconds:
@@ -14,8 +15,9 @@ calls the real service in a loop for --duration seconds:
   mode change    agents.services.workspaces.workspace_mode_set on its own workspace, between two modes
 
 at 1, 8 and 32 clients, audited (the product) and unaudited. Unaudited is a switch of this bench only:
-inside the client process, the services' `audit_record` is replaced by a no-op. Audited runs also time
-the chain lock (the wait in `SELECT pg_advisory_xact_lock`) from the client. Cells run in alternating
+inside the client process, the services' `audit_record` is replaced by a no-op. Audited cells run one
+sealer process beside the clients (the loop of `manage.py seal_audit`) and report how many rows it left
+unsealed when the clients stopped and how long it then took to catch up. Cells run in alternating
 order (audited/unaudited inside clients inside operation inside round); the table shows medians over
 --rounds. It exits 1 when, at 8 clients, audited throughput is below WRITE_TARGET of unaudited.
 """
@@ -48,8 +50,9 @@ OPERATIONS = ("token issue", "mode change")
 class Cell:
     writes: int
     seconds: float
-    lock_wait_seconds: float
-    lock_held_seconds: float
+    # Audited cells: rows unsealed when the clients stopped, and the time the sealer then took to seal them.
+    unsealed_at_end: int = 0
+    catch_up_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -81,31 +84,17 @@ def prepare(clients: int) -> None:
 
 
 def client(number: int, operation: str, audited: bool, seconds: float, start_at: float, queue) -> None:
-    """One client process: its own connection, the real service in a loop; puts (writes, elapsed, lock wait)."""
+    """One client process: its own connection, the real service in a loop; puts (writes, elapsed)."""
     import django.db
     from django.contrib.auth import get_user_model
 
-    import audit.services
     from agents.models import Workspace, WorkspaceAgent
     from agents.services import tokens, workspaces
     from policies.models import PermissionMode
     from policies.scopes import MODE_DEFAULT, MODE_NO_USER_DATA
 
     django.db.connections.close_all()  # never share the parent's socket
-    lock_wait = lock_held = 0.0
-    acquired = None
-    if audited:
-        take_lock = audit.services.chain_lock
-
-        def timed_chain_lock() -> None:
-            nonlocal lock_wait, acquired
-            started = time.perf_counter()
-            take_lock()
-            acquired = time.perf_counter()
-            lock_wait += acquired - started
-
-        audit.services.chain_lock = timed_chain_lock
-    else:
+    if not audited:
 
         def no_audit(**_kwargs) -> None:
             return None
@@ -128,12 +117,26 @@ def client(number: int, operation: str, audited: bool, seconds: float, start_at:
             workspace = workspaces.workspace_mode_set(
                 actor=admin, workspace=workspace, permission_mode=modes[writes % 2]
             )
-        if acquired is not None:
-            # The lock is held until the service's transaction has committed, WAL flush included.
-            lock_held += time.perf_counter() - acquired
-            acquired = None
         writes += 1
-    queue.put((writes, time.perf_counter() - started, lock_wait, lock_held))
+    queue.put((writes, time.perf_counter() - started))
+    django.db.connections.close_all()
+
+
+def sealer(stop, queue) -> None:
+    """The seal_audit loop in its own process; when told to stop, reports the backlog and seals it, timed."""
+    import django.db
+
+    from audit.sealing import audit_seal, audit_unsealed_count
+
+    django.db.connections.close_all()
+    while not stop.is_set():
+        if not audit_seal(wait_seconds=5).pending:
+            stop.wait(0.5)
+    backlog = audit_unsealed_count()
+    started = time.perf_counter()
+    while audit_seal(wait_seconds=5).pending:
+        pass
+    queue.put((backlog, time.perf_counter() - started))
     django.db.connections.close_all()
 
 
@@ -146,29 +149,35 @@ def measure(operation: str, audited: bool, clients: int, seconds: float) -> Cell
         context.Process(target=client, args=(number, operation, audited, seconds, start_at, queue))
         for number in range(clients)
     ]
-    for process in processes:
+    stop, sealer_queue = context.Event(), context.Queue()
+    sealing = context.Process(target=sealer, args=(stop, sealer_queue)) if audited else None
+    for process in processes + ([sealing] if sealing else []):
         process.start()
     results = [queue.get(timeout=seconds + 120) for _ in processes]
     for process in processes:
         process.join()
+    backlog, catch_up = 0, 0.0
+    if sealing:
+        stop.set()
+        backlog, catch_up = sealer_queue.get(timeout=300)
+        sealing.join()
     return Cell(
         writes=sum(result[0] for result in results),
         seconds=max(result[1] for result in results),
-        lock_wait_seconds=sum(result[2] for result in results),
-        lock_held_seconds=sum(result[3] for result in results),
+        unsealed_at_end=backlog,
+        catch_up_seconds=catch_up,
     )
 
 
 def markdown(results: dict[tuple[str, bool, int], list[Cell]], args: argparse.Namespace, machine: str):
     lines = [
         f"One process and connection per client, {args.duration:g} s a cell, {args.rounds} alternating round(s), "
-        "medians shown. Lock wait: the share of the clients' time spent waiting in `pg_advisory_xact_lock` "
-        "for the chain, and the mean wait per write. Lock held: from taking the lock to the service's return "
-        "(after its commit) per write, and the share of the cell's time the lock was held by someone.",
+        "medians shown. Audited cells run one sealer beside the clients (the `seal_audit` loop); the last two "
+        "columns say how many rows it had not sealed yet when the clients stopped, and how long it took to seal them.",
         "",
         "| operation | clients | audited writes/s | unaudited writes/s | audited / unaudited "
-        "| lock wait (share of time) | lock wait per write ms | lock held per write ms | lock held (share of time) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| unsealed when the clients stopped | sealer catch-up ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     met = True
     for operation in OPERATIONS:
@@ -176,16 +185,13 @@ def markdown(results: dict[tuple[str, bool, int], list[Cell]], args: argparse.Na
             audited = results[(operation, True, clients)]
             unaudited = results[(operation, False, clients)]
             ratio = statistics.median(a.rate / u.rate for a, u in zip(audited, unaudited, strict=True))
-            share = statistics.median(cell.lock_wait_seconds / (cell.seconds * clients) for cell in audited)
-            per_write = statistics.median(cell.lock_wait_seconds / max(cell.writes, 1) * 1000 for cell in audited)
-            held = statistics.median(cell.lock_held_seconds / max(cell.writes, 1) * 1000 for cell in audited)
-            held_share = statistics.median(cell.lock_held_seconds / cell.seconds for cell in audited)
             if clients == 8:
                 met &= ratio >= WRITE_TARGET
             lines.append(
                 f"| {operation} | {clients} | {statistics.median(cell.rate for cell in audited):,.0f} "
-                f"| {statistics.median(cell.rate for cell in unaudited):,.0f} | {ratio:.0%} | {share:.0%} "
-                f"| {per_write:.2f} | {held:.2f} | {held_share:.0%} |"
+                f"| {statistics.median(cell.rate for cell in unaudited):,.0f} | {ratio:.0%} "
+                f"| {statistics.median(cell.unsealed_at_end for cell in audited):,.0f} "
+                f"| {statistics.median(cell.catch_up_seconds for cell in audited) * 1000:,.0f} |"
             )
     lines += [
         "",
@@ -236,8 +242,8 @@ def main() -> int:
                             f"  round {round_number}, {operation}, {clients:>2} clients, "
                             f"{'audited  ' if audited else 'unaudited'}: {cell.rate:7,.0f} writes/s"
                             + (
-                                f", lock wait {cell.lock_wait_seconds / cell.writes * 1000:.2f} ms/write, "
-                                f"held {cell.lock_held_seconds / cell.writes * 1000:.2f} ms/write"
+                                f", {cell.unsealed_at_end} unsealed at the end, sealed in "
+                                f"{cell.catch_up_seconds * 1000:.0f} ms"
                                 if audited
                                 else ""
                             ),

@@ -334,6 +334,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "    if False:\n",
         "an action name outside the catalogue is recorded",
     ),
+    Mutant(
+        "sealer-ignores-writers-in-flight",
+        "audit/sealing.py",
+        "    running = inflight_writers_wait(writers, timeout=wait_seconds)\n",
+        "    running = 0\n",
+        "a row committed late, below the sealed head, is passed over by the chain",
+    ),
+    Mutant(
+        "seal-trigger-lets-content-change",
+        "audit/migrations/0003_sealed_chain.py",
+        "    IF OLD.hash = '' AND OLD.prev_hash = '' AND NEW.hash <> '' AND NEW.prev_hash <> ''\n",
+        "    IF TRUE\n",
+        "an unsealed or sealed row could be rewritten in place",
+    ),
     # Key rotation: tokens under a previous digest key.
     Mutant(
         "principal-previous-key-ignored",

@@ -34,7 +34,7 @@ from tests.helpers.responses import assert_status
 # The schema of the release before the newest migrations. Whoever adds a migration moves this forward to the
 # nodes the previous release shipped, so that the upgrade tested is the one installations make next.
 PREVIOUS_SCHEMA: tuple[Node, ...] = (
-    ("agents", "0004_token_key_id"),
+    ("agents", "0006_access_requests"),
     ("audit", "0002_append_only_hash_chain"),
     ("policies", "0004_throttle_cache_table"),
 )
@@ -149,6 +149,8 @@ def _populate(apps: StateApps, *, audit_chained: bool) -> Installation:
         created_by=owner,
     )
     child_secret = tokens.generate("agent")
+    # A schema that records depths had its writer record the child's; an older one left it to the migration.
+    recorded_depth = {"depth": 1} if any(field.name == "depth" for field in agent_token_model._meta.fields) else {}
     child = agent_token_model.objects.create(
         agent=agent,
         name="child",
@@ -158,6 +160,7 @@ def _populate(apps: StateApps, *, audit_chained: bool) -> Installation:
         created_at=issued_at,
         expires_at=issued_at + timedelta(days=2),
         parent=root,
+        **recorded_depth,
     )
     user_secret = tokens.generate("user")
     user_token = user_token_model.objects.create(

@@ -1,8 +1,8 @@
 """Seeding a database at scale for benchmarks: users, workspaces, agents, tokens and a valid audit chain.
 
-Rows go in with multi-row INSERTs (bulk_create) and, for the audit log, COPY. The audit rows are
-appended under the chain lock (audit/services.py), batch by batch, each linked to the one before with
-audit/chain.py, so `verify_audit` passes on the result. Token digests are of random secrets that are
+Rows go in with multi-row INSERTs (bulk_create) and, for the audit log, COPY. The audit rows go in
+unsealed, as audit_record writes them, and the sealer (audit/sealing.py) links them into the chain
+afterwards, so `verify_audit` passes on the result. Token digests are of random secrets that are
 never kept or printed. Everything seeded carries SEED_PREFIX in its username or request id, which is
 how a later run tells seed data from real data.
 """
@@ -22,7 +22,7 @@ from django.utils import timezone
 from agents.models import AgentToken, Workspace, WorkspaceAgent
 from audit import actions, chain
 from audit.models import AuditEvent
-from audit.services import chain_lock
+from audit.sealing import audit_seal
 from core import tokens
 from policies.scopes import ordered
 from policies.selectors import site_default_mode
@@ -40,7 +40,8 @@ EVENT_ACTIONS = (
     actions.WORKSPACE_MODE_CHANGED,
     actions.USER_LOGIN,
 )
-_AUDIT_COLUMNS = list(chain.FIELDS)
+# Every column but the id, which the column default draws; prev_hash and hash stay empty until sealed.
+_AUDIT_COLUMNS = [name for name in chain.FIELDS if name != "id"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -182,45 +183,31 @@ def scale_seed_events(
     actor: str,
     progress: Progress | None = None,
 ) -> None:
-    """Append `count` events to the chain, BATCH_SIZE per transaction under the chain lock, times spread evenly."""
+    """Append `count` events, BATCH_SIZE per transaction, times spread evenly; then seal them into the chain."""
     report = progress or (lambda _stage, _done, _total: None)
     start_time = timezone.now() - EVENT_SPAN
     step = EVENT_SPAN / max(count, 1)
     for start, size in _batches(count):
-        with transaction.atomic():
-            chain_lock()
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT hash FROM audit_auditevent ORDER BY id DESC LIMIT 1")
-                last = cursor.fetchone()
-                cursor.execute(
-                    "SELECT nextval(pg_get_serial_sequence('audit_auditevent', 'id')) FROM generate_series(1, %s)",
-                    [size],
-                )
-                ids = sorted(row[0] for row in cursor.fetchall())
-                previous = last[0] if last else chain.GENESIS_HASH
-                # Never before the newest row already there (a re-run appends to an existing log).
-                base = max(start_time + step * start, _newest_time() or start_time)
-                with cursor.cursor.copy(
-                    f"COPY audit_auditevent ({', '.join(_AUDIT_COLUMNS)}) FROM STDIN"  # noqa: S608 - fixed names
-                ) as copy:
-                    for offset, event_id in enumerate(ids):
-                        n = start + offset
-                        row = _event_row(
-                            n, event_id, base + step * offset, workspace_ids, agent_ids, agent_workspace_ids, actor
-                        )
-                        row["prev_hash"] = previous
-                        row["hash"] = previous = chain.row_hash(row)
-                        copy.write_row([_copy_value(name, row[name]) for name in _AUDIT_COLUMNS])
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Never before the newest row already there (a re-run appends to an existing log).
+            base = max(start_time + step * start, _newest_time() or start_time)
+            with cursor.cursor.copy(
+                f"COPY audit_auditevent ({', '.join(_AUDIT_COLUMNS)}) FROM STDIN"  # noqa: S608 - fixed names
+            ) as copy:
+                for offset in range(size):
+                    n = start + offset
+                    row = _event_row(n, base + step * offset, workspace_ids, agent_ids, agent_workspace_ids, actor)
+                    copy.write_row([_copy_value(name, row[name]) for name in _AUDIT_COLUMNS])
         report("audit events", start + size, count)
+    if count:
+        audit_seal(batch_size=BATCH_SIZE, progress=lambda sealed: report("sealed", min(sealed, count), count))
 
 
 def _newest_time():
     return AuditEvent.objects.order_by("-id").values_list("time", flat=True).first()
 
 
-def _event_row(
-    n: int, event_id: int, time, workspace_ids: list, agent_ids: list, agent_workspace_ids: list, actor: str
-) -> dict:
+def _event_row(n: int, time, workspace_ids: list, agent_ids: list, agent_workspace_ids: list, actor: str) -> dict:
     """A plausible event: agent actions name an agent and its own workspace, logins name neither."""
     action = EVENT_ACTIONS[n % len(EVENT_ACTIONS)]
     agent_id = workspace_id = None
@@ -229,7 +216,6 @@ def _event_row(
     elif workspace_ids and action != actions.USER_LOGIN:
         workspace_id = workspace_ids[n % len(workspace_ids)]
     return {
-        "id": event_id,
         "time": time,
         "action": action,
         "actor_type": "agent" if agent_id else "user",
@@ -240,6 +226,8 @@ def _event_row(
         "ip": None,
         "user_agent": "",
         "request_id": SEED_REQUEST_ID,
+        "prev_hash": "",
+        "hash": "",
     }
 
 

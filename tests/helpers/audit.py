@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from audit.sealing import audit_seal
 from audit.services import audit_record
 
 GUARDS = ("audit_auditevent_no_update", "audit_auditevent_no_delete", "audit_auditevent_no_truncate")
@@ -51,22 +52,31 @@ def tamper(sql: str, params=None) -> None:
         cursor.execute(sql, params or [])
 
 
+def sealed(event: AuditEvent) -> AuditEvent:
+    """Seal what the test wrote (the seal_audit worker's job in a running installation) and reload `event`."""
+    audit_seal(wait_seconds=0)
+    event.refresh_from_db(fields=["prev_hash", "hash"])
+    return event
+
+
 def record_events(count: int, *, action: str = "permission_mode.updated", **fields) -> list:
+    """`count` events on the chain, sealed."""
     events = []
     for number in range(count):
         with transaction.atomic():
             event = audit_record(action=action, actor_type="system", actor="tests", details={"n": number}, **fields)
             events.append(event)
-    return events
+    return [sealed(event) for event in events]
 
 
 def make_event(action: str = "permission_mode.updated", *, at: datetime | None = None, **fields) -> AuditEvent:
-    """One event on the chain, optionally at a chosen time."""
+    """One event on the chain, sealed, optionally at a chosen time."""
     fields.setdefault("actor_type", "system")
     fields.setdefault("actor", "tests")
     clock = mock.patch("django.utils.timezone.now", return_value=at) if at else nullcontext()
     with clock, transaction.atomic():
-        return audit_record(action=action, **fields)
+        event = audit_record(action=action, **fields)
+    return sealed(event)
 
 
 def user_data_read(agent, *, days_ago: float, route: str = "gitsshkey"):

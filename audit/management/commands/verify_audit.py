@@ -66,6 +66,11 @@ class Command(BaseCommand):
         )
         for line in result.heads:
             self.stdout.write(line)
+        if result.pending:
+            self.stdout.write(
+                f"{_events(result.pending)} after the head not sealed yet: a transaction was still in flight "
+                "before them; run verify_audit again in a moment"
+            )
 
 
 def _events(count: int) -> str:

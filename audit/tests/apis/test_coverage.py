@@ -17,7 +17,7 @@ from audit import actions, chain
 from audit.models import AuditEvent
 from audit.services import audit_record
 from core import tokens
-from tests.helpers.audit import record_events
+from tests.helpers.audit import record_events, sealed
 from tests.helpers.factories import PASSWORD
 
 USER_AGENT = "coverage-test/1.0"
@@ -231,6 +231,7 @@ def test_flow_records_action_with_fields(flow, action, request_id, actor, detail
     assert event.ip == CLIENT_IP
     assert event.user_agent == USER_AGENT
     assert event.time is not None
+    event = sealed(event)
     assert event.hash == chain.row_hash(event.chain_fields())
     for key, value in details.items():
         assert event.details.get(key) == value, (key, event.details)
