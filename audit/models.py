@@ -37,10 +37,6 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [
-            # The sealer's work list (audit/sealing.py): small, since rows leave it moments after their commit.
-            models.Index(fields=["id"], condition=models.Q(hash=""), name="audit_unsealed"),
-        ]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.action} by {self.actor_type}:{self.actor}"

@@ -40,7 +40,7 @@ SETTLE_SECONDS = 30.0
 
 # The snapshot is taken as the statement starts; pg_locks is read afterwards, live (it is not a snapshot).
 _OBSERVE_SQL = """
-SELECT (SELECT max(id) FROM audit_auditevent WHERE hash = ''),
+SELECT (SELECT max(id) FROM audit_auditevent),
        (SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}') FROM pg_locks
          WHERE locktype = 'relation' AND relation = 'audit_auditevent'::regclass
            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -48,13 +48,11 @@ SELECT (SELECT max(id) FROM audit_auditevent WHERE hash = ''),
 """
 # Every transaction holds the lock on its own virtual id until it ends.
 _IN_PROGRESS_SQL = "SELECT count(*) FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY(%s)"
-# Sealed rows are a prefix of the log: the head is the last row before the first unsealed one (both index walks).
-_HEAD_SQL = """
-SELECT id, hash FROM audit_auditevent
- WHERE id < coalesce((SELECT min(id) FROM audit_auditevent WHERE hash = ''), 9223372036854775807)
- ORDER BY id DESC LIMIT 1
-"""
-_PENDING_SQL = "SELECT count(*) FROM audit_auditevent WHERE hash = ''"
+# Sealed rows are a prefix of the log in id order, so the head is found walking back from the newest row over the
+# unsealed tail (a few rows, as long as a sealer runs), and the unsealed rows are the ids after it: primary-key walks
+# only. The seal then changes no indexed column.
+_HEAD_SQL = "SELECT id, hash FROM audit_auditevent WHERE hash <> '' ORDER BY id DESC LIMIT 1"
+_PENDING_SQL = "SELECT count(*) FROM audit_auditevent WHERE id > %s"
 # `hash = ''` again in the WHERE: a row is sealed once, whoever else looks at it.
 _SEAL_SQL = """
 UPDATE audit_auditevent AS event SET prev_hash = seal.prev_hash, hash = seal.hash
@@ -101,9 +99,12 @@ def audit_chain_head() -> tuple[int | None, str]:
     return (row[0], row[1]) if row else (None, chain.GENESIS_HASH)
 
 
-def audit_unsealed_count() -> int:
+def audit_unsealed_count(*, head_id: int | None = None) -> int:
+    """Rows after the sealed head (`head_id` when the caller has just read it)."""
+    if head_id is None:
+        head_id, _ = audit_chain_head()
     with connection.cursor() as cursor:
-        cursor.execute(_PENDING_SQL)
+        cursor.execute(_PENDING_SQL, [head_id or 0])
         return cursor.fetchone()[0]
 
 
@@ -118,64 +119,68 @@ def audit_seal(
     with connection.cursor() as cursor:
         cursor.execute(_OBSERVE_SQL)
         bound, writers = cursor.fetchone()
-    if bound is None:
-        head_id, head_hash = audit_chain_head()
+    head_id, head_hash = audit_chain_head()
+    if bound is None or (head_id is not None and bound <= head_id):
         return SealResult(sealed=0, head_id=head_id, head_hash=head_hash, pending=0)
     running = inflight_writers_wait(writers, timeout=wait_seconds)
     if running:
-        head_id, head_hash = audit_chain_head()
         return SealResult(
-            sealed=0, head_id=head_id, head_hash=head_hash, pending=audit_unsealed_count(), waiting_on=running
+            sealed=0,
+            head_id=head_id,
+            head_hash=head_hash,
+            pending=audit_unsealed_count(head_id=head_id),
+            waiting_on=running,
         )
-    sealed = 0
     outer_transaction = connection.in_atomic_block
-    while True:
-        with transaction.atomic():
-            if not outer_transaction:
-                # Derived data: a seal lost in a crash is recomputed, identically, by the next round.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit = off")
-            chain_lock()
-            batch, head_id, head_hash = audit_seal_locked(bound=bound, limit=batch_size)
-        sealed += batch
-        if progress and batch:
-            progress(sealed)
-        if batch < batch_size:
-            break
-    return SealResult(sealed=sealed, head_id=head_id, head_hash=head_hash, pending=audit_unsealed_count())
+    with transaction.atomic():
+        if not outer_transaction:
+            # Derived data: a seal lost in a crash is recomputed, identically, by the next round.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
+        chain_lock()
+        sealed, head_id, head_hash = audit_seal_locked(bound=bound, batch_size=batch_size, progress=progress)
+    return SealResult(
+        sealed=sealed, head_id=head_id, head_hash=head_hash, pending=audit_unsealed_count(head_id=head_id)
+    )
 
 
-def audit_seal_locked(*, bound: int | None = None, limit: int | None = None) -> tuple[int, int | None, str]:
-    """Seal unsealed rows up to `bound` (all of them when None), at most `limit`; the caller holds the chain lock.
+def audit_seal_locked(
+    *, bound: int | None = None, batch_size: int = BATCH_SIZE, progress: Progress | None = None
+) -> tuple[int, int | None, str]:
+    """Seal the unsealed rows up to `bound` (all of them when None), in batches; the caller holds the chain lock.
 
     With `bound` None the caller vouches that no writer is in flight (archive_audit locks writers out first).
     Returns the number sealed and the sealed head after them.
     """
     head_id, head_hash = audit_chain_head()
-    rows = AuditEvent.objects.filter(hash="").order_by("id")
-    if bound is not None:
-        rows = rows.filter(id__lte=bound)
-    if limit is not None:
-        rows = rows[:limit]
-    ids: list[int] = []
-    prev_hashes: list[str] = []
-    hashes: list[str] = []
-    for row in rows.values(*chain.HASHED_FIELDS):
-        if head_id is not None and row["id"] < head_id:
-            # The rule of this module makes this impossible; if it ever happens, stop rather than chain it anywhere.
-            raise chain.ChainBroken(row["id"], f"the row committed after the chain had passed its id (head {head_id})")
-        row["prev_hash"] = head_hash
-        head_hash = chain.row_hash(row)
-        head_id = row["id"]
-        ids.append(head_id)
-        prev_hashes.append(row["prev_hash"])
-        hashes.append(head_hash)
-    if ids:
-        with connection.cursor() as cursor:
-            cursor.execute(_SEAL_SQL, [ids, prev_hashes, hashes])
-            if cursor.rowcount != len(ids):
-                raise chain.ChainBroken(ids[0], "another sealer sealed these rows while this one held the lock")
-    return len(ids), head_id, head_hash
+    sealed = 0
+    while True:
+        rows = AuditEvent.objects.filter(id__gt=head_id or 0).order_by("id")
+        if bound is not None:
+            rows = rows.filter(id__lte=bound)
+        ids: list[int] = []
+        prev_hashes: list[str] = []
+        hashes: list[str] = []
+        for row in rows.values(*chain.HASHED_FIELDS, "hash")[:batch_size]:
+            if row.pop("hash"):
+                # The rule of this module makes this impossible; if it ever happens, stop rather than chain past it.
+                raise chain.ChainBroken(row["id"], f"the row is sealed, but row {head_id} before it is not")
+            row["prev_hash"] = head_hash
+            head_hash = chain.row_hash(row)
+            head_id = row["id"]
+            ids.append(head_id)
+            prev_hashes.append(row["prev_hash"])
+            hashes.append(head_hash)
+        if ids:
+            with connection.cursor() as cursor:
+                cursor.execute(_SEAL_SQL, [ids, prev_hashes, hashes])
+                if cursor.rowcount != len(ids):
+                    raise chain.ChainBroken(ids[0], "another sealer sealed these rows while this one held the lock")
+        sealed += len(ids)
+        if progress and ids:
+            progress(sealed)
+        if len(ids) < batch_size:
+            return sealed, head_id, head_hash
 
 
 def audit_chain_settle(*, since: datetime, timeout: float = SETTLE_SECONDS) -> None:
@@ -188,7 +193,7 @@ def audit_chain_settle(*, since: datetime, timeout: float = SETTLE_SECONDS) -> N
     deadline = time.monotonic() + timeout
     while True:
         result = audit_seal(wait_seconds=max(deadline - time.monotonic(), 0.0))
-        if not result.pending or not AuditEvent.objects.filter(hash="", time__lt=since).exists():
+        if not result.pending or not AuditEvent.objects.filter(id__gt=result.head_id or 0, time__lt=since).exists():
             return
         if time.monotonic() >= deadline:
             raise LimitReached(

@@ -85,6 +85,8 @@ class _Key:
         return cls(path=path, descending=entry.startswith("-"), field=field)
 
     def value_of(self, item: Any) -> Any:
+        if isinstance(item, dict) and self.path in item:
+            return item[self.path]  # a values() row names related fields by their whole path
         value = item
         for part in self.path.split("__"):
             value = value[part] if isinstance(value, dict) else getattr(value, part)

@@ -6,7 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from agents.selectors.reports import REPORT_COLUMNS, permissions_report_page, permissions_report_rows
+from agents.selectors.reports import REPORT_COLUMNS, permissions_report_page, permissions_report_stream
 from audit.apis import AuditorApi
 from audit.exports import csv_attachment
 from core.http.openapi import errors
@@ -65,7 +65,7 @@ class PermissionsReportApi(AuditorApi):
         params.is_valid(raise_exception=True)
         unused_days = params.validated_data["unused_days"]
         if params.validated_data["format"] == "csv":
-            rows = permissions_report_rows(unused_days=unused_days)
+            rows = permissions_report_stream(unused_days=unused_days)
             return csv_attachment(columns=REPORT_COLUMNS, rows=rows, name="permissions")
         paging = page_request(request)
         page = permissions_report_page(unused_days=unused_days, cursor=paging.cursor, page_size=paging.page_size)

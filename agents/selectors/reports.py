@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
@@ -38,62 +40,76 @@ REPORT_COLUMNS: tuple[str, ...] = (
 
 # By owner, workspace, agent: unique, since names are unique per owner and per workspace.
 REPORT_ORDERING = ("workspace__owner__username", "workspace__name", "name")
+# Plain values, not models: at 20,000 agents, building four models per agent cost more than every query together.
+_AGENT_COLUMNS = (
+    "id",
+    "name",
+    "workspace_id",
+    "workspace__name",
+    "workspace__owner__username",
+    "workspace__permission_mode_id",
+    "workspace__permission_mode__scopes",
+    "permission_mode_id",
+    "permission_mode__scopes",
+)
 
 
-def _report_agents() -> QuerySet[WorkspaceAgent]:
-    # Only the columns a row shows: at 20,000 agents, building four full models per agent (timestamps and
-    # password hashes included) cost more than every query of the report together.
-    return (
-        WorkspaceAgent.objects.select_related("workspace__owner", "workspace__permission_mode", "permission_mode")
-        .only(
-            "name",
-            "workspace__name",
-            "workspace__owner__username",
-            "workspace__permission_mode__scopes",
-            "permission_mode__scopes",
+def _report_agents() -> QuerySet:
+    return WorkspaceAgent.objects.values(*_AGENT_COLUMNS).order_by(*REPORT_ORDERING)
+
+
+def permissions_report_stream(*, unused_days: int = 30) -> Iterator[dict[str, Any]]:
+    """Every agent's row, in report order, one keyset page of agents at a time: memory stays flat at any size.
+
+    Four queries a page (see _report_rows), pages of the largest API page size.
+    """
+    cursor = None
+    while True:
+        page = keyset_page(
+            _report_agents(), ordering=REPORT_ORDERING, cursor=cursor, page_size=settings.CODERAUTH_MAX_PAGE_SIZE
         )
-        .order_by(*REPORT_ORDERING)
-    )
+        yield from _report_rows(page.items, unused_days=unused_days)
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
 
 
 def permissions_report_rows(*, unused_days: int = 30) -> list[dict[str, Any]]:
-    """One row per agent, every agent (the CSV download and the web page): see _report_rows."""
-    return _report_rows(list(_report_agents()), unused_days=unused_days, whole=True)
+    """Every agent's row as a list (the web page): see permissions_report_stream."""
+    return list(permissions_report_stream(unused_days=unused_days))
 
 
 def permissions_report_page(
     *, unused_days: int = 30, cursor: str | None, page_size: int | None = None
 ) -> Page[dict[str, Any]]:
-    """One page of the report's rows, in the same order as permissions_report_rows."""
+    """One page of the report's rows, in the same order as permissions_report_stream."""
     page = keyset_page(_report_agents(), ordering=REPORT_ORDERING, cursor=cursor, page_size=page_size)
     return Page(items=_report_rows(page.items, unused_days=unused_days), next_cursor=page.next_cursor)
 
 
-def _report_rows(agents: list[WorkspaceAgent], *, unused_days: int, whole: bool = False) -> list[dict[str, Any]]:
+def _report_rows(agents: list[dict[str, Any]], *, unused_days: int) -> list[dict[str, Any]]:
     """One row per agent: who *could* reach user data, who *did*, and who can be tightened safely.
 
-    Four queries whatever the number of agents: agents with their workspace, owner and modes;
-    token aggregates; user-data access aggregates from the audit log; approved elevations. A page aggregates
-    its own agents only.
+    Four queries whatever the number of agents: the agents with their workspace, owner and modes (the page);
+    token aggregates, user-data access aggregates from the audit log and approved elevations, each for the
+    page's agents only.
     """
+    if not agents:
+        return []
     now = timezone.now()
     stale_before = now - timedelta(days=unused_days)
-    token_rows = AgentToken.objects.all()
-    access_rows = AuditEvent.objects.filter(action=actions.AGENT_USER_DATA_ACCESSED, agent_id__isnull=False)
-    agent_ids = None if whole else [agent.id for agent in agents]
-    if agent_ids is not None:
-        token_rows = token_rows.filter(agent_id__in=agent_ids)
-        access_rows = access_rows.filter(agent_id__in=agent_ids)
+    agent_ids = [agent["id"] for agent in agents]
     token_stats = {
         row["agent_id"]: row
-        for row in token_rows.values("agent_id").annotate(
-            live=Count("id", filter=live_token_q(now)),
-            last_used=Max("last_used_at"),
-        )
+        for row in AgentToken.objects.filter(agent_id__in=agent_ids)
+        .values("agent_id")
+        .annotate(live=Count("id", filter=live_token_q(now)), last_used=Max("last_used_at"))
     }
     access_stats = {
         row["agent_id"]: row
-        for row in access_rows.values("agent_id").annotate(
+        for row in AuditEvent.objects.filter(action=actions.AGENT_USER_DATA_ACCESSED, agent_id__in=agent_ids)
+        .values("agent_id")
+        .annotate(
             last=Max("time"),
             gitsshkey=Max("time", filter=Q(details__route="gitsshkey")),
             external_auth=Max("time", filter=Q(details__route__in=["external-auth", "gitauth"])),
@@ -102,24 +118,29 @@ def _report_rows(agents: list[WorkspaceAgent], *, unused_days: int, whole: bool 
     elevation_stats = _elevations_since(stale_before, agent_ids=agent_ids)
     rows = []
     for agent in agents:
-        elevations, elevated_scopes = elevation_stats.get(agent.id, (0, []))
-        effective = agent.effective_permission_mode
-        tokens = token_stats.get(agent.id, {})
-        access = access_stats.get(agent.id, {})
+        agent_id = agent["id"]
+        elevations, elevated_scopes = elevation_stats.get(agent_id, (0, []))
+        # The effective mode: the agent's override, else its workspace's (policies/principals.py in SQL form).
+        if agent["permission_mode_id"]:
+            effective, scopes = agent["permission_mode_id"], agent["permission_mode__scopes"]
+        else:
+            effective, scopes = agent["workspace__permission_mode_id"], agent["workspace__permission_mode__scopes"]
+        tokens = token_stats.get(agent_id, {})
+        access = access_stats.get(agent_id, {})
         last_access = access.get("last")
-        allows_user_data = bool(USER_DATA_SCOPES & effective.scope_set())
+        allows_user_data = bool(USER_DATA_SCOPES.intersection(scopes))
         unused = last_access is None or last_access < stale_before
         rows.append(
             {
-                "agent_id": agent.id,
-                "agent_name": agent.name,
-                "workspace_id": agent.workspace_id,
-                "workspace_name": agent.workspace.name,
-                "owner": agent.workspace.owner.username,
-                "workspace_permission_mode": agent.workspace.permission_mode_id,
-                "agent_permission_mode": agent.permission_mode_id,
-                "effective_permission_mode": effective.name,
-                "allowed_scopes": ordered(effective.scopes),
+                "agent_id": agent_id,
+                "agent_name": agent["name"],
+                "workspace_id": agent["workspace_id"],
+                "workspace_name": agent["workspace__name"],
+                "owner": agent["workspace__owner__username"],
+                "workspace_permission_mode": agent["workspace__permission_mode_id"],
+                "agent_permission_mode": agent["permission_mode_id"],
+                "effective_permission_mode": effective,
+                "allowed_scopes": ordered(scopes),
                 "live_tokens": tokens.get("live", 0),
                 "last_used_at": tokens.get("last_used"),
                 "last_user_data_access_at": last_access,
@@ -138,16 +159,16 @@ def _report_rows(agents: list[WorkspaceAgent], *, unused_days: int, whole: bool 
 _ELEVATIONS_SQL = """
 SELECT r.agent_id, count(DISTINCT r.id), array_agg(DISTINCT granted.scope)
 FROM agents_accessrequest r CROSS JOIN LATERAL unnest(r.scopes) AS granted(scope)
-WHERE r.state IN (%(approved)s, %(revoked)s) AND r.decided_at >= %(since)s {page_filter}
+WHERE r.state IN (%(approved)s, %(revoked)s) AND r.decided_at >= %(since)s AND r.agent_id = ANY(%(agent_ids)s)
 GROUP BY r.agent_id
 """
 
 
-def _elevations_since(since, *, agent_ids: list | None) -> dict[Any, tuple[int, list[str]]]:
-    """Per agent: how many access requests were approved since `since`, and the union of their scopes."""
+def _elevations_since(since, *, agent_ids: list) -> dict[Any, tuple[int, list[str]]]:
+    """Per agent of `agent_ids`: how many access requests were approved since `since`, and their scopes' union."""
     with connection.cursor() as cursor:
         cursor.execute(
-            _ELEVATIONS_SQL.format(page_filter="" if agent_ids is None else "AND r.agent_id = ANY(%(agent_ids)s)"),
+            _ELEVATIONS_SQL,
             {
                 # A revoked request was approved first: only an approved, live grant can be revoked.
                 "approved": AccessRequest.APPROVED,

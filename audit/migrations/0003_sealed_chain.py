@@ -5,7 +5,7 @@ column unchanged. The trigger keeps its name (readiness counts the guards by nam
 Rows written before this migration are already sealed, so the chain verifies across the upgrade unchanged.
 """
 
-from django.db import migrations, models
+from django.db import migrations
 
 SEAL_ONLY_SQL = """
 CREATE FUNCTION audit_auditevent_seal_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -43,9 +43,4 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunSQL(SEAL_ONLY_SQL, REJECT_UPDATE_SQL),
-        # The sealer's work list: a small index, since rows leave it within moments of their commit.
-        migrations.AddIndex(
-            model_name="auditevent",
-            index=models.Index(fields=["id"], condition=models.Q(hash=""), name="audit_unsealed"),
-        ),
     ]

@@ -12,12 +12,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.models import AccessRequest, AgentToken
+from agents.models import AccessRequest, AgentToken, WorkspaceAgent
 from agents.selectors import reports as selectors
 from agents.services.tokens import agent_token_issue, agent_token_revoke
 from tests.helpers.audit import user_data_read
 from tests.helpers.factories import AgentFactory, CustomModeFactory, UserFactory, WorkspaceFactory, mode
-from tests.helpers.responses import all_results, assert_status
+from tests.helpers.responses import all_results, assert_status, check_status
 
 pytestmark = pytest.mark.django_db
 
@@ -121,10 +121,10 @@ def test_csv_report_with_formula_guard(auditor_client):
     owner = UserFactory(username="=cmd|'/c calc'!A0")
     agent = AgentFactory(workspace=WorkspaceFactory(owner=owner))
     response = auditor_client.get(reverse("agents:report-permissions"), {"format": "csv"})
-    assert_status(response, 200)
+    body = check_status(response, 200)
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="coderauth-permissions_')
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
     (row,) = [row for row in rows if row["agent_name"] == agent.name]
     assert row["owner"] == "'" + owner.username
     assert row["allowed_scopes"] == "agent:connect agent:report agent:gitsshkey agent:external-auth"
@@ -180,10 +180,8 @@ class TestElevations:
 
     def test_the_csv_carries_them(self, auditor_client, agent):
         approved_request(agent, days_ago=1, scopes=["agent:external-auth", "agent:gitsshkey"])
-        response = auditor_client.get(reverse("agents:report-permissions"), {"format": "csv"})
-        (row,) = [
-            row for row in csv.DictReader(io.StringIO(response.content.decode())) if row["agent_name"] == agent.name
-        ]
+        body = check_status(auditor_client.get(reverse("agents:report-permissions"), {"format": "csv"}), 200)
+        (row,) = [row for row in csv.DictReader(io.StringIO(body.decode())) if row["agent_name"] == agent.name]
         assert (row["elevations"], row["elevated_scopes"]) == ("1", "agent:gitsshkey agent:external-auth")
 
 
@@ -211,6 +209,23 @@ def test_report_query_count_does_not_grow_with_agents(count, member, django_asse
     assert len(rows) == count
 
 
+def test_the_whole_report_streams_page_by_page_with_four_queries_each(member, settings, django_assert_num_queries):
+    """Flat memory at any size: the CSV is built from keyset pages of agents, four queries each, in report order
+    across page boundaries, each page aggregating its own agents only."""
+    settings.CODERAUTH_MAX_PAGE_SIZE = 2
+    _agents_with_history(5, member)
+    stream = selectors.permissions_report_stream()
+    with django_assert_num_queries(4):
+        first_page = [next(stream), next(stream)]
+    with django_assert_num_queries(8):
+        rest = list(stream)
+    rows = first_page + rest
+    expected = WorkspaceAgent.objects.order_by("workspace__owner__username", "workspace__name", "name")
+    assert [row["agent_id"] for row in rows] == list(expected.values_list("id", flat=True))
+    assert all(row["elevations"] == 1 and row["live_tokens"] == 1 for row in rows)
+    assert len({row["agent_id"] for row in rows}) == 5
+
+
 def test_report_api_query_count_is_the_same_for_3_and_30_agents(auditor_client, member):
     # The first request also stamps the token's last_used_at; count the steady state.
     assert_status(auditor_client.get(reverse("agents:report-permissions")), 200)
@@ -218,6 +233,6 @@ def test_report_api_query_count_is_the_same_for_3_and_30_agents(auditor_client, 
     for count in (3, 27):
         _agents_with_history(count, member)
         with CaptureQueriesContext(connection) as queries:
-            assert_status(auditor_client.get(reverse("agents:report-permissions"), {"format": "csv"}), 200)
+            check_status(auditor_client.get(reverse("agents:report-permissions"), {"format": "csv"}), 200)
         counts.append(len(queries))
     assert counts[0] == counts[1]

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from agents.models import AccessRequest, WorkspaceAgent
 from tests.helpers.audit import user_data_read
+from tests.helpers.responses import check_status
 from ui.forms import UNUSED_DAYS_DEFAULT, UNUSED_DAYS_ERROR
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +44,9 @@ def test_download_link_gives_the_same_recommendation_as_the_page(auditor_web, ag
     body = _report_page(auditor_web, unused_days="5")
     link = body.split('href="/api/v2/reports/permissions?format=csv&amp;')[1].split('"')[0].replace("&amp;", "&")
     csv_rows = list(
-        csv.DictReader(io.StringIO(auditor_web.get(f"/api/v2/reports/permissions?format=csv&{link}").content.decode()))
+        csv.DictReader(
+            io.StringIO(check_status(auditor_web.get(f"/api/v2/reports/permissions?format=csv&{link}"), 200).decode())
+        )
     )
     assert [row["recommendation"] for row in csv_rows if row["agent_id"] == str(agent.pk)] == ["no-user-data"]
 
