@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export XDG_RUNTIME_DIR ?= /tmp
 
-.PHONY: run manage test check-reliability check-mutants browser pgbouncer wrk screenshots install db-start db-stop demo-reset lint format bench bench-export bench-auth bench-inprocess bench-scale bench-http bench-writes clean
+.PHONY: run manage test check-reliability check-mutants browser pgbouncer wrk oidc-provider screenshots install db-start db-stop demo-reset lint format bench bench-export bench-auth bench-inprocess bench-scale bench-http bench-writes clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -22,8 +22,9 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 # Run the app on http://$(HOST):$(PORT) with an idempotent demo. A DATABASE_URL whose database
-# does not exist yet gets it created. The audit sealer (seal_audit) runs beside the server, and with
-# CODERAUTH_ELEVATION_WEBHOOK_URL set the webhook worker (deliver_webhooks) too; both stop with it.
+# does not exist yet gets it created. The audit sealer (seal_audit) runs beside the server, with
+# CODERAUTH_ELEVATION_WEBHOOK_URL set the webhook worker (deliver_webhooks) too, and with CODERAUTH_AUDIT_SINKS set
+# the audit streamer (stream_audit); all stop with it.
 run: install
 	@DEBUG=$${DEBUG:-true} scripts/with-database.sh --create-database sh -c '\
 		$(BIN)/python manage.py migrate --no-input && \
@@ -31,6 +32,8 @@ run: install
 		$(BIN)/python manage.py seal_audit & workers=$$!; \
 		if [ -n "$${CODERAUTH_ELEVATION_WEBHOOK_URL:-}" ]; then \
 			$(BIN)/python manage.py deliver_webhooks & workers="$$workers $$!"; fi; \
+		if [ -n "$${CODERAUTH_AUDIT_SINKS:-}" ]; then \
+			$(BIN)/python manage.py stream_audit & workers="$$workers $$!"; fi; \
 		trap "kill $$workers 2>/dev/null; wait $$workers" EXIT; trap "exit 130" INT; trap "exit 143" TERM; \
 		$(BIN)/python manage.py runserver $(HOST):$(PORT)'
 
@@ -55,13 +58,24 @@ pgbouncer:
 	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq pgbouncer)
 
+# The single sign-on tests (tests/sso/) start the certified OpenID Provider of npm's oidc-provider package on
+# loopback; npm installs the version pinned in tests/sso/provider/package-lock.json into .cache/oidc-provider/.
+# Without node those tests skip, saying why.
+OIDC_PROVIDER_HOME := .cache/oidc-provider
+oidc-provider: $(OIDC_PROVIDER_HOME)/.installed
+$(OIDC_PROVIDER_HOME)/.installed: tests/sso/provider/package.json tests/sso/provider/package-lock.json
+	@if command -v npm >/dev/null; then \
+		mkdir -p $(OIDC_PROVIDER_HOME) && cp tests/sso/provider/package.json tests/sso/provider/package-lock.json $(OIDC_PROVIDER_HOME)/ && \
+		(cd $(OIDC_PROVIDER_HOME) && npm ci --silent --no-audit --no-fund) && touch $@; \
+	else echo "npm not found: the single sign-on tests will skip"; fi
+
 # The HTTP benchmarks (bench-auth, bench-http) drive gunicorn with Debian's wrk.
 wrk:
 	@command -v wrk >/dev/null || \
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk)
 
 # The whole suite against a throwaway database (pytest-django creates and drops it).
-test: install browser pgbouncer lint
+test: install browser pgbouncer oidc-provider lint
 	@scripts/with-database.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The long runs: races on every write path, database faults, two app servers, long schema fuzzing.
@@ -141,4 +155,4 @@ format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 clean: db-stop
-	rm -rf $(VENV) .pgdata .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pgdata .pytest_cache .ruff_cache $(OIDC_PROVIDER_HOME)

@@ -11,6 +11,7 @@ from rest_framework import authentication, exceptions
 
 from agents.services.principals import agent_principal_resolve, user_token_resolve
 from core import tokens
+from core.http.metrics import agent_request_rejected
 
 INVALID_TOKEN = "Invalid, expired or revoked token."
 MALFORMED_TOKEN = "Malformed token."
@@ -50,12 +51,16 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="agent"'
 
     def authenticate(self, request):
-        raw = _well_formed_token(request, kind="agent", wrong_kind_message=AGENT_TOKEN_REQUIRED)
-        if raw is None:
-            return None
-        principal = agent_principal_resolve(raw_token=raw)
-        if principal is None:
-            raise exceptions.AuthenticationFailed(INVALID_TOKEN)
+        try:
+            raw = _well_formed_token(request, kind="agent", wrong_kind_message=AGENT_TOKEN_REQUIRED)
+            if raw is None:
+                return None  # no token at all: HasAgentScope refuses (and counts) it
+            principal = agent_principal_resolve(raw_token=raw)
+            if principal is None:
+                raise exceptions.AuthenticationFailed(INVALID_TOKEN)
+        except exceptions.AuthenticationFailed:
+            agent_request_rejected(request)
+            raise
         return principal, principal
 
 

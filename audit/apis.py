@@ -104,7 +104,11 @@ class ExportFormatSerializer(serializers.Serializer):
 
 
 EXPORT_FORMAT_PARAMETER = OpenApiParameter(
-    "format", str, enum=list(exports.EXPORT_FORMATS), default="csv", description="File format."
+    "format",
+    str,
+    enum=list(exports.EXPORT_FORMATS),
+    default="csv",
+    description="File format: csv, jsonl (the audit rows as JSON lines) or ocsf (OCSF events as JSON lines).",
 )
 
 
@@ -118,7 +122,10 @@ class AuditExportApi(AuditorApi):
             ),
             (200, "application/x-ndjson"): OpenApiResponse(
                 OpenApiTypes.STR,
-                description='Streamed JSON lines, oldest first; the last line is {"manifest": {...}}.',
+                description=(
+                    "Streamed JSON lines, oldest first: the audit rows (jsonl) or OCSF 1.3.0 events (ocsf); "
+                    'the last line is {"manifest": {...}}.'
+                ),
             ),
             **errors(400, 401, 403, 429),
         },

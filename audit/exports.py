@@ -1,8 +1,9 @@
-"""Streamed audit exports (CSV, JSONL) with their manifest, and the permissions report as a file.
+"""Streamed audit exports (CSV, JSONL, OCSF) with their manifest, and the permissions report as a file.
 
 An export reads the log through a PostgreSQL server-side cursor, oldest row first, so the
 server holds one chunk of rows at a time however long the log is. PostgreSQL formats every
-cell as text (and escapes spreadsheet formulas) so the Python side only joins and hashes.
+cell as text (and escapes spreadsheet formulas) so the Python side only joins and hashes; OCSF
+events are mapped in Python from the JSONL rows (audit/streaming/ocsf.py).
 
 A running export holds an export slot (audit/export_slots.py) until its stream ends, and records its
 manifest when it has streamed every row, so the manifest endpoint need not stream the export again.
@@ -31,9 +32,17 @@ from audit import chain
 from audit.export_slots import ExportSlot, export_slot, export_slot_acquire
 from audit.sealing import audit_chain_now
 from audit.selectors import AuditFilters, audit_filters_where
+from audit.streaming.ocsf import ocsf_line
 
-EXPORT_FORMATS = ("csv", "jsonl")
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
+EXPORT_FORMATS = ("csv", "jsonl", "ocsf")
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "jsonl": "application/x-ndjson; charset=utf-8",
+    "ocsf": "application/x-ndjson; charset=utf-8",
+}
+# JSON lines either way: the formats that end with their manifest line.
+JSON_LINE_FORMATS = ("jsonl", "ocsf")
+FILE_EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "ocsf": "ocsf.jsonl"}
 # Rows fetched per round trip from the server-side cursor: large enough to amortise the
 # FETCH, small enough to keep the process's memory flat (a few MB per chunk).
 CHUNK_ROWS = 5000
@@ -167,8 +176,9 @@ def _csv_chunks(columns: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> Ite
 
 
 def _body_chunks(*, filters: AuditFilters, export_format: str, digest: _Digest) -> Iterator[bytes]:
-    """Every byte the manifest covers: the CSV header and rows, or the JSONL row lines."""
-    sql, params = audit_export_sql(filters=filters, export_format=export_format)
+    """Every byte the manifest covers: the CSV header and rows, or the JSONL or OCSF row lines."""
+    # OCSF events are mapped from the JSONL rows, in Python.
+    sql, params = audit_export_sql(filters=filters, export_format="jsonl" if export_format == "ocsf" else export_format)
     newline = "\r\n" if export_format == "csv" else "\n"
     if export_format == "csv":
         yield digest.add((",".join(chain.FIELDS) + newline).encode(), 0)
@@ -179,7 +189,10 @@ def _body_chunks(*, filters: AuditFilters, export_format: str, digest: _Digest) 
         with connection.chunked_cursor() as cursor:
             cursor.execute(sql, params)
             while rows := cursor.fetchmany(CHUNK_ROWS):
-                chunk = (newline.join([row[0] for row in rows]) + newline).encode()
+                lines = [row[0] for row in rows]
+                if export_format == "ocsf":
+                    lines = [ocsf_line(json.loads(line)) for line in lines]
+                chunk = (newline.join(lines) + newline).encode()
                 yield digest.add(chunk, len(rows))
         # Only archive_audit removes rows, always the oldest, so the same start before and after the cursor
         # means the cursor's snapshot saw the log a later export with these filters will see.
@@ -308,7 +321,7 @@ def _stamp(value: datetime | None, *, default: str) -> str:
 def export_filename(*, filters: AuditFilters, export_format: str) -> str:
     since = _stamp(filters.since, default="begin")
     until = _stamp(filters.until, default="now")
-    return f"coderauth-audit_{since}_{until}.{export_format}"
+    return f"coderauth-audit_{since}_{until}.{FILE_EXTENSIONS[export_format]}"
 
 
 class _ExportStream:
@@ -347,7 +360,7 @@ class _ExportStream:
 def audit_export_response(
     *, filters: AuditFilters, export_format: str, user_id: int, client_socket: Any = None
 ) -> StreamingHttpResponse:
-    """The export as a streamed download; JSONL ends with its manifest line.
+    """The export as a streamed download; JSONL and OCSF end with their manifest line.
 
     Raises LimitReached, before any byte is sent, when the user or the installation already runs as many
     exports as allowed. `client_socket` is the server's socket to the client (gunicorn's), when it has one.
@@ -364,7 +377,7 @@ def audit_export_response(
             yield from _body_chunks(filters=filters, export_format=export_format, digest=digest)
             if final:
                 _manifest_record(user_id=user_id, filters=filters, export_format=export_format, digest=digest)
-            if export_format == "jsonl":
+            if export_format in JSON_LINE_FORMATS:
                 manifest = _manifest(filters=filters, export_format=export_format, digest=digest)
                 yield (json.dumps(manifest, separators=(",", ":")) + "\n").encode()
 

@@ -44,3 +44,28 @@ class AuditEvent(models.Model):
     def chain_fields(self) -> dict[str, Any]:
         """The row as the chain hashes it (audit/chain.py)."""
         return {name: getattr(self, name) for name in FIELDS}
+
+
+class AuditStreamCursor(models.Model):
+    """How far one SIEM sink has received the audit log (audit/streaming/delivery.py). Operational state, not an
+    audited change: auditing the stream's own progress would give the stream something new to send forever.
+
+    One row per configured sink name. Its row lock, held while a batch is in flight, keeps two workers from sending
+    the same events; `last_id` and `last_hash` move, in that transaction, only once the receiver acknowledged.
+    """
+
+    sink = models.CharField(max_length=64, unique=True)
+    # The last event the receiver acknowledged (0: none yet), and its hash: the next event must chain to it.
+    last_id = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, blank=True)
+    delivered = models.BigIntegerField(default=0)
+    # Failed attempts since the last success, and when the next may start (exponential backoff, shared by workers).
+    failures = models.IntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_delivered_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.sink} at #{self.last_id}"

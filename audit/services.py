@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit import actions, chain
 from audit.models import AuditEvent
-from core import request_context
+from core import metrics, request_context
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -72,6 +72,7 @@ def audit_record(
     if action not in actions.ALL:
         raise ValueError(f"Unknown audit action {action!r}: add it to audit/actions.py.")
     context = request_context.current()
+    metrics.audit_event_recorded(action)  # counted when the transaction commits
     with connection.cursor() as cursor:
         cursor.execute(_WRITER_LOCK_SQL)
     # Stamped under the lock, so a reader that waited out every writer holding it at some instant (audit_chain_now)

@@ -7,6 +7,7 @@ import hmac
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -62,6 +63,8 @@ MIDDLEWARE = [
     "core.http.no_store.NoStoreSecretsMiddleware",
     # Static files straight from the app process (after collectstatic), compressed and cacheable.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Times every request by its URL name and status class, for Prometheus (GET /metrics; docs/operations.md).
+    "core.http.metrics.RequestMetricsMiddleware",
     "core.http.middleware.RequestContextMiddleware",
     "core.http.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -256,6 +259,18 @@ CODERAUTH_PREPARED_AGENT_LOOKUP = env.bool("CODERAUTH_PREPARED_AGENT_LOOKUP", de
 # it), and the public keys verify_audit trusts (old keys stay listed after a rotation).
 CODERAUTH_AUDIT_SIGNING_KEY_FILE = env.str("CODERAUTH_AUDIT_SIGNING_KEY_FILE", default="")
 CODERAUTH_AUDIT_PUBLIC_KEYS_FILE = env.str("CODERAUTH_AUDIT_PUBLIC_KEYS_FILE", default="")
+# Streaming the audit log to a SIEM (docs/audit.md, "Streaming to a SIEM"): comma-separated sink URLs that
+# `manage.py stream_audit` sends every sealed event to, in id order (syslog+udp://, syslog+tcp://, syslog+tls://,
+# https://; audit/streaming/sinks.py). A bad URL stops `migrate`, `check` and the worker (system check
+# coderauth.E010). None: nothing is streamed.
+CODERAUTH_AUDIT_SINKS = env.list("CODERAUTH_AUDIT_SINKS", default=[])
+# The key of the HMAC-SHA256 signature the https:// sinks' receiver checks (required with one, 32 characters or more).
+CODERAUTH_AUDIT_STREAM_HMAC_SECRET = env.str("CODERAUTH_AUDIT_STREAM_HMAC_SECRET", default="")
+# Plain http:// sinks beyond loopback send the audit log unencrypted: only when asked for.
+CODERAUTH_AUDIT_STREAM_ALLOW_HTTP = env.bool("CODERAUTH_AUDIT_STREAM_ALLOW_HTTP", default=False)
+# After a failed delivery a sink waits this many seconds, doubling per failure up to the maximum (jittered).
+CODERAUTH_AUDIT_STREAM_RETRY_SECONDS = env.float("CODERAUTH_AUDIT_STREAM_RETRY_SECONDS", default=2.0)
+CODERAUTH_AUDIT_STREAM_RETRY_MAX_SECONDS = env.float("CODERAUTH_AUDIT_STREAM_RETRY_MAX_SECONDS", default=300.0)
 
 
 # Request budgets (core/http/throttles.py; docs/operations.md, "Request budgets"): 429 with Retry-After beyond.
@@ -317,16 +332,59 @@ CODERAUTH_ELEVATION_WEBHOOK_SECRET = env.str("CODERAUTH_ELEVATION_WEBHOOK_SECRET
 # A password change revokes the user's other API login sessions and API tokens and ends their other web sessions.
 CODERAUTH_PASSWORD_CHANGE_REVOKES = env.bool("CODERAUTH_PASSWORD_CHANGE_REVOKES", default=True)
 
+# Single sign-on for the web UI (docs/operations.md, "Single sign-on"): OpenID Connect's authorization-code flow
+# with PKCE, configured by discovery from the issuer. No issuer: no SSO (no button, and its routes answer 404).
+CODERAUTH_OIDC_ISSUER = env.str("CODERAUTH_OIDC_ISSUER", default="")
+CODERAUTH_OIDC_CLIENT_ID = env.str("CODERAUTH_OIDC_CLIENT_ID", default="")
+CODERAUTH_OIDC_CLIENT_SECRET = env.str("CODERAUTH_OIDC_CLIENT_SECRET", default="")
+# The button's label: "Sign in with <name>".
+CODERAUTH_OIDC_NAME = env.str("CODERAUTH_OIDC_NAME", default="single sign-on")
+CODERAUTH_OIDC_SCOPES = env.str("CODERAUTH_OIDC_SCOPES", default="openid profile email groups").split()
+# Roles come from this claim at every sign-in (demotions too): a group of the admin list makes an admin, else one of
+# the auditor list an auditor, else the user is a member.
+CODERAUTH_OIDC_GROUPS_CLAIM = env.str("CODERAUTH_OIDC_GROUPS_CLAIM", default="groups")
+CODERAUTH_OIDC_ADMIN_GROUPS = env.list("CODERAUTH_OIDC_ADMIN_GROUPS", default=[])
+CODERAUTH_OIDC_AUDITOR_GROUPS = env.list("CODERAUTH_OIDC_AUDITOR_GROUPS", default=[])
+if CODERAUTH_OIDC_ISSUER:
+    if not (CODERAUTH_OIDC_CLIENT_ID and CODERAUTH_OIDC_CLIENT_SECRET):
+        raise ImproperlyConfigured(
+            "Set CODERAUTH_OIDC_CLIENT_ID and CODERAUTH_OIDC_CLIENT_SECRET: CODERAUTH_OIDC_ISSUER is set."
+        )
+    _issuer = urlsplit(CODERAUTH_OIDC_ISSUER)
+    # OpenID Connect requires HTTPS; plain HTTP only to a provider on this machine (development and the tests).
+    _loopback = _issuer.hostname in ("127.0.0.1", "localhost", "::1")
+    if not (_issuer.scheme == "https" or (_issuer.scheme == "http" and _loopback)):
+        raise ImproperlyConfigured("CODERAUTH_OIDC_ISSUER must be an https:// URL (http:// only on loopback).")
+    if "openid" not in CODERAUTH_OIDC_SCOPES:
+        raise ImproperlyConfigured("CODERAUTH_OIDC_SCOPES must include openid.")
+# Off: no password sign-in in the web UI, /admin/login/ or POST /api/v2/users/login (403). Admins can still get in
+# with `manage.py break_glass_signin`. API tokens keep working.
+CODERAUTH_PASSWORD_LOGIN = env.bool("CODERAUTH_PASSWORD_LOGIN", default=True)
+
 # Health endpoints (docs/operations.md#health-checks-and-database-outages). GET /readyz runs these checks, dotted
 # paths to functions returning a list of problems (empty: ready); the audit one is also the database round trip.
 CODERAUTH_READINESS_CHECKS = ["audit.health.audit_log_append_problems"]
 # Probes speak plain HTTP to the process. Redirected to HTTPS they would read a 301 as success (any 2xx or 3xx).
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Prometheus scrapes each process too; a redirect would not keep the token off the wire, its request carried it.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # A database that drops packets (a partition) instead of refusing them: answer 503 after this many seconds rather
 # than hold a worker until gunicorn kills it. A connect_timeout in DATABASE_URL's query string wins.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
     "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 )
+
+# Prometheus metrics (docs/operations.md#metrics). GET /metrics answers only `Authorization: Bearer <this token>`;
+# unset, it answers 404 as if it did not exist. Long and random, like every bearer secret.
+CODERAUTH_METRICS_TOKEN = env.str("CODERAUTH_METRICS_TOKEN", default="")
+if CODERAUTH_METRICS_TOKEN and len(CODERAUTH_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("CODERAUTH_METRICS_TOKEN must be at least 32 characters long (or unset).")
+# Where gunicorn's workers keep their counts, which every scrape sums (coderauth/gunicorn.py empties it at each
+# start). Unset: a new directory under the system's temporary directory for each run, removed when gunicorn exits.
+CODERAUTH_METRICS_DIR = env.str("CODERAUTH_METRICS_DIR", default="")
+# Scrape-time collectors: dotted paths to functions returning metric families (prometheus_client), run at each
+# scrape, for figures read from the database rather than counted in each process (core/metrics.py).
+# The audit stream's lag and deliveries per sink come from its cursor table.
+CODERAUTH_METRICS_COLLECTORS: list[str] = ["audit.streaming.metrics.audit_stream_metrics"]
 
 LOGGING = {
     "version": 1,
@@ -338,5 +396,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # httpx logs every request's full URL at INFO; a webhook URL often carries its receiver's secret.
         "httpx": {"level": "WARNING"},
+        # Authlib logs the PKCE code verifier of each single sign-on at DEBUG.
+        "authlib": {"level": "WARNING"},
     },
 }

@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 
 from core.http.errors import api_not_found
 from core.http.health import HealthzApi, ReadyzApi
+from core.http.metrics import metrics_view
 from core.http.schema_views import SchemaRedocView, SchemaSwaggerView, SchemaView
 from ui.views.auth import AdminLoginView, AdminPasswordChangeView
 
@@ -16,6 +17,8 @@ urlpatterns = [
     # Load balancer and orchestrator probes: liveness without the database, readiness with it.
     path("healthz", HealthzApi.as_view(), name="healthz"),
     path("readyz", ReadyzApi.as_view(), name="readyz"),
+    # Prometheus; 404 unless CODERAUTH_METRICS_TOKEN is set.
+    path("metrics", metrics_view, name="metrics"),
     path("api/v2/", include(api_v2)),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/schema/docs/", SchemaSwaggerView.as_view(url_name="schema"), name="schema-docs"),

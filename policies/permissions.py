@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import exceptions, permissions
 
+from core.http.metrics import agent_request_allowed, agent_request_denied, agent_request_rejected
 from policies.principals import AgentPrincipal
 from policies.scopes import ALL_SCOPES, ANY_VALID_AGENT_TOKEN
 from policies.services import agent_access_denied_record
@@ -48,11 +49,14 @@ class HasAgentScope(permissions.BasePermission):
         principal = request.auth
         if not isinstance(principal, AgentPrincipal):
             # Deny by default: only the agent flow produces an AgentPrincipal.
+            agent_request_rejected(request)
             raise exceptions.NotAuthenticated()
         if scope == ANY_VALID_AGENT_TOKEN or scope in principal.allowed_scopes:
+            agent_request_allowed(request)
             return True
         denied_by = "permission_mode" if scope not in principal.mode_scopes | principal.granted_scopes else "token"
         agent_access_denied_record(
             principal=principal, route=request.path, method=request.method, scope=scope, denied_by=denied_by
         )
+        agent_request_denied(request)
         raise AgentScopeDenied(required_scope=scope, permission_mode=principal.mode_name, denied_by=denied_by)

@@ -1,6 +1,6 @@
 """No secret reaches a log: the main flow (tests/test_main_flow.py's: login, token issue, the agent reading the SSH
 key and an OAuth token, a denial, a revoke, a rejected replay) leaves no token plaintext, no SSH private key (nor
-any "PRIVATE KEY" block), no OAuth access token and no password in anything logged.
+any "PRIVATE KEY" block), no OAuth access token and no password in anything logged, nor in /metrics.
 
 Two captures. In this process: every logger at DEBUG, those that do not propagate included, with the SQL Django
 logs at DEBUG (statements and their parameters), plus whatever reaches file descriptors 1 and 2. And a real
@@ -28,12 +28,13 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from agents.models import WorkspaceAgent
 from tests.helpers.factories import PASSWORD, AdminFactory, UserFactory
+from tests.helpers.metrics import METRICS_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 B = "/api/v2"
@@ -183,12 +184,17 @@ def test_main_flow_logs_no_secret_in_process(capfd):
             )
             assert page.status_code == 201
             found["ui_agent_token"] = page.content.decode().split('id="new-token">', 1)[1].split("<", 1)[0]
+            with override_settings(CODERAUTH_METRICS_TOKEN=METRICS_TOKEN):
+                scraped = web.get(reverse("metrics"), headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     finally:
         connection.force_debug_cursor = False
     output = capfd.readouterr()
     text = logged.getvalue() + output.out + output.err
+    found["metrics_token"] = METRICS_TOKEN
 
     assert not leaks(found, text), leaks(found, text)
+    assert scraped.status_code == 200 and b"coderauth_agent_requests_total" in scraped.content
+    assert not leaks(found, scraped.content.decode()), leaks(found, scraped.content.decode())
     # The capture saw what it should: SQL at DEBUG, refusals at WARNING, the rejected token by its hint.
     assert "django.db.backends" in text and "agents_agenttoken" in text
     assert "Forbidden: /api/v2/workspaceagents/me/gitsshkey" in text
@@ -220,6 +226,7 @@ def gunicorn_debug(transactional_db, tmp_path):
         "ALLOWED_HOSTS": "127.0.0.1",
         "SERVED_OVER_HTTPS": "false",
         "LOG_LEVEL": "DEBUG",
+        "CODERAUTH_METRICS_TOKEN": METRICS_TOKEN,
     }
     with log_path.open("wb") as log:
         server = subprocess.Popen(  # noqa: S603 - fixed argv
@@ -227,6 +234,8 @@ def gunicorn_debug(transactional_db, tmp_path):
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "--config",
+                "python:coderauth.gunicorn",
                 "coderauth.wsgi:application",
                 "--bind",
                 f"127.0.0.1:{port}",
@@ -271,9 +280,13 @@ def test_main_flow_logs_no_secret_from_a_real_server(gunicorn_debug):
         user.password = PBKDF2PasswordHasher().encode(PASSWORD, secrets.token_hex(8))
         user.save(update_fields=["password"])
     found = run_flow(http_api(base_url), admin="admin", owner="owner")
+    scraped = httpx.get(f"{base_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30)
     time.sleep(0.5)  # the last access-log lines
     text = log_path.read_text(errors="replace")
+    found["metrics_token"] = METRICS_TOKEN
 
     assert not leaks(found, text), leaks(found, text)
+    assert scraped.status_code == 200 and "coderauth_agent_requests_total" in scraped.text
+    assert not leaks(found, scraped.text), leaks(found, scraped.text)
     assert "GET /api/v2/workspaceagents/me/gitsshkey" in text, "the access log is captured"
     assert "Rejected agent token presented" in text and found["agent_token"][-4:] in text

@@ -1,11 +1,14 @@
 from django.urls import path
 
-from ui.views import access_requests, audit, auth, dashboard, modes, reports, webhooks, workspaces
+from ui.views import access_requests, audit, auth, dashboard, modes, reports, sso, streaming, webhooks, workspaces
 
 urlpatterns = [
     path("", dashboard.DashboardView.as_view(), name="home"),
     path("login/", auth.LoginView.as_view(), name="login"),
     path("logout/", auth.LogoutView.as_view(), name="logout"),
+    path("login/break-glass/", sso.BreakGlassView.as_view(), name="break-glass"),
+    path("sso/login/", sso.SsoLoginView.as_view(), name="sso-login"),
+    path("sso/callback/", sso.SsoCallbackView.as_view(), name="sso-callback"),
     path("account/password/", auth.PasswordChangeView.as_view(), name="password-change"),
     path("workspaces/", workspaces.WorkspaceListView.as_view(), name="workspace-list"),
     path("workspaces/bulk-mode/", workspaces.WorkspaceBulkModeView.as_view(), name="workspace-bulk"),
@@ -21,6 +24,7 @@ urlpatterns = [
     path("permission-modes/", modes.PermissionModeListView.as_view(), name="modes"),
     path("audit/", audit.AuditListView.as_view(), name="audit"),
     path("audit/<int:event_id>/", audit.AuditDetailView.as_view(), name="audit-detail"),
+    path("audit/streaming/", streaming.AuditStreamStatusView.as_view(), name="audit-streaming"),
     path("reports/", reports.ReportView.as_view(), name="reports"),
     path("reports/apply/", reports.RecommendationApplyView.as_view(), name="report-apply"),
     path("webhooks/", webhooks.WebhookDeliveryListView.as_view(), name="webhooks"),

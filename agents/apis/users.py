@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from agents.apis.workspaces import LIFETIME_SECONDS_LIMIT
 from agents.models import ExternalAuthProvider
 from agents.selectors import workspaces as selectors
-from agents.services import user_data, users
+from agents.services import sso, user_data, users
 from core.http.openapi import errors
 from core.http.pagination import page_parameters, page_request, paged, paged_response
 from core.http.throttles import PASSWORD_CHANGE_THROTTLES, SIGN_IN_THROTTLES
@@ -21,7 +21,8 @@ from core.roles import user_role
 
 
 class UserLoginApi(APIView):
-    """Per client address and per username, signed in or not: CODERAUTH_LOGIN_*_THROTTLE_RATE, then 429."""
+    """Per client address and per username, signed in or not: CODERAUTH_LOGIN_*_THROTTLE_RATE, then 429.
+    With CODERAUTH_PASSWORD_LOGIN off, every attempt is refused with 403 (and audited)."""
 
     authentication_classes = []
     permission_classes = []
@@ -36,10 +37,11 @@ class UserLoginApi(APIView):
         session_token = serializers.CharField()
         expires_at = serializers.DateTimeField()
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **errors(400, 401, 429)})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **errors(400, 401, 403, 429)})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        sso.password_login_check(username=data.validated_data["username"], method="password")
         try:
             issued = users.user_login(**data.validated_data)
         except users.LoginFailed:

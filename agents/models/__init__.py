@@ -1,4 +1,5 @@
 from agents.models.elevation import AccessRequest
+from agents.models.identities import BreakGlassCode, ExternalIdentity
 from agents.models.notifications import WebhookDelivery
 from agents.models.status import AgentLog, AgentReportWindow, AppStatus
 from agents.models.tokens import AgentToken, UserToken, live_token_q
@@ -11,8 +12,10 @@ __all__ = [
     "AgentReportWindow",
     "AgentToken",
     "AppStatus",
+    "BreakGlassCode",
     "ExternalAuthLink",
     "ExternalAuthProvider",
+    "ExternalIdentity",
     "GitSSHKey",
     "UserToken",
     "WebhookDelivery",

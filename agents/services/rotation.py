@@ -18,6 +18,7 @@ from agents.models import AgentToken
 from agents.services.tokens import _SUBTREE_SQL, IssuedAgentToken, _create, _lock_token_tree
 from audit import actions
 from audit.services import audit_record
+from core import metrics
 from core.exceptions import InvalidInput
 from policies.principals import AgentPrincipal
 
@@ -65,6 +66,7 @@ def agent_token_rotate(*, principal: AgentPrincipal) -> IssuedAgentToken | None:
             parent_id=token.parent_id,
             depth=token.depth,
         )
+        metrics.token_issued(kind=metrics.TOKEN_ROTATED)
         successor = issued.token
         moved = AgentToken.objects.filter(parent_id=token.id).update(parent_id=successor.id)
         AgentToken.objects.filter(pk=token.id).update(revoked_at=now, rotated_to_id=successor.id)

@@ -14,7 +14,7 @@ from agents.models import AgentToken, WorkspaceAgent, live_token_q
 from agents.services import locks
 from audit import actions
 from audit.services import audit_record
-from core import tokens
+from core import metrics, tokens
 from core.exceptions import Conflict, InvalidInput, ObjectNotFound
 from policies import rules
 from policies.principals import AgentPrincipal
@@ -91,6 +91,7 @@ def agent_token_issue(
         issued = _create(
             agent_id=agent.id, name=name, scopes=requested, expires_at=timezone.now() + lifetime, created_by=actor
         )
+        metrics.token_issued(kind=metrics.TOKEN_AGENT)
         audit_record(
             action=actions.AGENT_TOKEN_ISSUED,
             actor_type="user",
@@ -145,6 +146,7 @@ def agent_child_token_issue(
             parent_id=principal.token_id,
             depth=depth,
         )
+        metrics.token_issued(kind=metrics.TOKEN_CHILD)
         audit_record(
             action=actions.AGENT_TOKEN_ISSUED,
             actor_type="agent",

@@ -17,7 +17,7 @@ from django.utils import timezone
 from agents.models import ExternalAuthLink, GitSSHKey, UserToken, live_token_q
 from audit import actions
 from audit.services import audit_record
-from core import tokens
+from core import metrics, tokens
 from core.exceptions import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,11 @@ class LoginFailed(Exception):
     pass
 
 
+_TOKEN_METRIC_KIND = {UserToken.KIND_SESSION: metrics.TOKEN_USER_SESSION, UserToken.KIND_API: metrics.TOKEN_USER_API}
+
+
 def _issue(*, user, kind: str, name: str, lifetime: timedelta) -> IssuedUserToken:
+    """Inside the caller's transaction: the metric counts the token once that commits."""
     secret = tokens.generate("user")
     now = timezone.now()
     token = UserToken.objects.create(
@@ -45,6 +49,7 @@ def _issue(*, user, kind: str, name: str, lifetime: timedelta) -> IssuedUserToke
         created_at=now,
         expires_at=now + lifetime,
     )
+    metrics.token_issued(kind=_TOKEN_METRIC_KIND[kind])
     return IssuedUserToken(token=token, plaintext=secret.plaintext)
 
 

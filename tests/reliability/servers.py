@@ -72,8 +72,9 @@ def server_environment() -> dict[str, str]:
 
 
 class AppServer:
-    """`gunicorn coderauth.wsgi` with one sync worker (every request reaches the same process) unless `workers`
-    says otherwise; `environment` adds or overrides variables of the server's environment (e.g. lowered limits)."""
+    """`gunicorn coderauth.wsgi` with the production configuration (coderauth/gunicorn.py) and one sync worker
+    (every request reaches the same process) unless `workers` says otherwise; `environment` adds or overrides
+    variables of the server's environment (e.g. lowered limits)."""
 
     def __init__(self, log_path: Path, *, workers: int = 1, environment: dict[str, str] | None = None):
         self.port = free_port()
@@ -81,7 +82,8 @@ class AppServer:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - a fixed command line
-            [str(GUNICORN), "coderauth.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)],
+            [str(GUNICORN), "--config", "python:coderauth.gunicorn", "coderauth.wsgi"]
+            + ["--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)],
             cwd=ROOT,
             env={**server_environment(), **(environment or {})},
             stdout=self._log,

@@ -10,9 +10,11 @@ from django.contrib.auth import views as auth_views
 from django.shortcuts import redirect
 from django.urls import reverse, reverse_lazy
 
+from agents.services.sso import password_login_check
 from agents.services.users import user_password_change
-from core.exceptions import InvalidInput
-from core.http.throttles import PASSWORD_CHANGE_THROTTLES, SIGN_IN_THROTTLES, retry_after
+from core.exceptions import InvalidInput, NotPermitted
+from core.http.throttles import PASSWORD_CHANGE_THROTTLES, SIGN_IN_THROTTLES, retry_after, submitted_username
+from ui import oidc
 from ui.services import web_login_failed_record, web_login_record
 
 TOO_MANY_ATTEMPTS = "Too many sign-in attempts. Try again in {seconds} seconds."
@@ -32,7 +34,22 @@ class LoginView(auth_views.LoginView):
             response = self.render_to_response(context, status=429)
             response["Retry-After"] = str(seconds)
             return response
+        try:
+            password_login_check(username=submitted_username(request), method="web")
+        except NotPermitted as refusal:
+            # An unbound form: a bound one would check the password when the page shows its errors.
+            form = self.get_form_class()(request=request)
+            return self.render_to_response(self.get_context_data(form=form, refused=refusal.detail), status=403)
         return super().post(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        # What the page offers: the password form (CODERAUTH_PASSWORD_LOGIN), the single sign-on button.
+        return {
+            **super().get_context_data(**kwargs),
+            "password_login": settings.CODERAUTH_PASSWORD_LOGIN,
+            "sso_enabled": oidc.enabled(),
+            "sso_name": settings.CODERAUTH_OIDC_NAME,
+        }
 
     def form_valid(self, form):
         response = super().form_valid(form)
