@@ -52,6 +52,7 @@ class AuditListView(ReadersOnlyView, TemplateView):
             "is_first_page": not self.request.GET.get("cursor"),
             "export_csv": f"{AUDIT_EXPORT_PATH}?format=csv" + (f"&{filter_query}" if filter_query else ""),
             "export_jsonl": f"{AUDIT_EXPORT_PATH}?format=jsonl" + (f"&{filter_query}" if filter_query else ""),
+            "export_ocsf": f"{AUDIT_EXPORT_PATH}?format=ocsf" + (f"&{filter_query}" if filter_query else ""),
         }
 
 

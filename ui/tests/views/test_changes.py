@@ -334,6 +334,7 @@ def test_audit_page_filters_paginates_and_links_exports(admin_web, member):
     assert body.count("<code>workspace.mode_changed</code>") == 50
     assert 'href="/api/v2/audit/export?format=csv&amp;action=workspace.mode_changed"' in body
     assert 'href="/api/v2/audit/export?format=jsonl&amp;action=workspace.mode_changed"' in body
+    assert 'href="/api/v2/audit/export?format=ocsf&amp;action=workspace.mode_changed"' in body
     assert "Older →" in body
     cursor = body.split("cursor=")[1].split('"')[0]
     older = admin_web.get(reverse("ui:audit"), {"action": "workspace.mode_changed", "cursor": cursor}).content.decode()
