@@ -35,6 +35,7 @@ from agents.models import AgentToken
 from agents.services.tokens import agent_token_issue
 from audit import actions
 from audit.models import AuditEvent
+from audit.sealing import audit_seal
 from tests.helpers.factories import AdminFactory, AgentFactory, AuditorFactory, UserFactory, WorkspaceFactory
 from tests.reliability.harness import Person, person, signed_in_headers
 from tests.reliability.servers import AppServer
@@ -563,6 +564,7 @@ def test_stalled_exports_are_capped_and_cut_off_without_starving_the_server(star
     auditors = [person(AuditorFactory) for _ in range(3)]
     with connection.cursor() as cursor:
         cursor.execute(SEED_AUDIT_SQL, [100_000])  # ~45 MB of CSV: far more than the socket buffers hold
+    audit_seal(wait_seconds=5)  # as seal_audit would have: the exports then need not seal 100,000 rows first
     server = start_server(
         workers=3,
         CODERAUTH_EXPORTS_PER_USER="1",

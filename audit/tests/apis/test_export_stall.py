@@ -11,6 +11,7 @@ from django.db import connection
 from django.urls import reverse
 
 from agents.services.users import user_token_issue
+from audit.sealing import audit_seal
 from tests.helpers.factories import AuditorFactory
 from tests.reliability.servers import AppServer
 
@@ -68,6 +69,9 @@ def test_a_stalled_download_is_cut_off_and_frees_its_worker_and_slot(server):
     headers = {"Authorization": f"Bearer {token}"}
     with connection.cursor() as cursor:
         cursor.execute(SEED_AUDIT_SQL, [SEED_ROWS])
+    # Sealed here, as seal_audit would have: otherwise the export seals 50,000 rows before its first byte, and on a
+    # busy machine the headers can come later than this test's reader waits.
+    audit_seal(wait_seconds=5)
 
     stalled = stalled_export(server, token)
     started = time.monotonic()
