@@ -30,7 +30,7 @@ management_urlpatterns = [
     ),
 ]
 
-# Coder's agent paths. Listed before nothing that could shadow them: "me" is not a UUID.
+# Coder's agent paths: "me" is not a UUID, so no other pattern matches them, whatever the order.
 agent_urlpatterns = [
     path("workspaceagents/me/manifest", agent.AgentManifestApi.as_view(), name="agent-manifest"),
     path("workspaceagents/me/app-status", agent.AgentAppStatusApi.as_view(), name="agent-app-status"),
@@ -79,4 +79,6 @@ report_urlpatterns = [
     path("reports/permissions", reports.PermissionsReportApi.as_view(), name="report-permissions"),
 ]
 
-urlpatterns = user_urlpatterns + management_urlpatterns + agent_urlpatterns + elevation_urlpatterns + report_urlpatterns
+# The agent routes first: Django tries the patterns in order, and the agents' polling is most of the traffic. No
+# path here matches two patterns, so the order changes which view answers nothing, only how soon it is found.
+urlpatterns = agent_urlpatterns + user_urlpatterns + management_urlpatterns + elevation_urlpatterns + report_urlpatterns

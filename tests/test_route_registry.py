@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLPattern, URLResolver, get_resolver, path, resolve
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
@@ -75,6 +77,25 @@ def test_registry_agrees_with_the_url_walk():
         if AgentTokenAuthentication in _authenticators(view_class)
     }
     assert {entry.route: entry.required_scope for entry in route_entries() if entry.agent_reachable} == walked
+
+
+# A value each path converter accepts, to turn a route back into a path.
+_SAMPLE_VALUES = {"uuid": "00000000-0000-4000-8000-000000000000", "str": "sample", "int": "1"}
+
+
+def test_no_api_route_matches_another_routes_paths():
+    """No /api/v2/ pattern matches another's paths, so their order (the agent routes first, being most of the
+    traffic) decides only how soon the resolver finds a route, never which view answers it."""
+    routes = {
+        route: (path(route, pattern.callback), pattern.callback)
+        for route, pattern in _walk(get_resolver().url_patterns)
+        if route.startswith("api/v2/")
+    }
+    for route, (_alone, view) in routes.items():
+        sample = re.sub(r"<(\w+):\w+>", lambda converter: _SAMPLE_VALUES[converter.group(1)], route)
+        assert [other for other, (alone, _view) in routes.items() if alone.resolve(sample)] == [route], sample
+        assert (resolve("/" + sample).route, resolve("/" + sample).func) == (route, view), sample
+    assert {"api/v2/workspaceagents/me/manifest", "api/v2/workspaceagents/<uuid:agent_id>"} <= set(routes)
 
 
 class _ForgotToDeclareApi(APIView):

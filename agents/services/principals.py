@@ -24,7 +24,7 @@ from audit import actions
 from audit.folding import fold_due
 from audit.services import audit_record
 from core import tokens
-from core.db import prepared_statement_cursor
+from core.db import fetchone_with_reconnect
 from policies.principals import AgentPrincipal
 
 logger = logging.getLogger(__name__)
@@ -68,17 +68,17 @@ def _should_touch(last_used_at: datetime | None, now: datetime) -> bool:
 
 
 def _agent_token_row(raw_token: str, now: datetime) -> tuple | None:
-    with prepared_statement_cursor() as cursor:
-        cursor.execute(
-            _AGENT_TOKEN_SQL,
-            {
-                "digest": tokens.digest(raw_token),
-                "key_id": tokens.digest_key_id(),
-                "now": now,
-                "touch_before": now - settings.CODERAUTH_LAST_USED_RESOLUTION,
-            },
-        )
-        return cursor.fetchone()
+    # Safe to run twice (the CTE's UPDATE writes the same values again), so the lookup stands in for the
+    # connection's per-request health check and is retried once on a new connection if the kept one is dead.
+    return fetchone_with_reconnect(
+        _AGENT_TOKEN_SQL,
+        {
+            "digest": tokens.digest(raw_token),
+            "key_id": tokens.digest_key_id(),
+            "now": now,
+            "touch_before": now - settings.CODERAUTH_LAST_USED_RESOLUTION,
+        },
+    )
 
 
 def _token_rekey(model: type[AgentToken] | type[UserToken], raw_token: str) -> bool:

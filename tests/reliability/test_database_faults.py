@@ -8,7 +8,9 @@ must answer 503 with Retry-After (JSON for the API, the agent routes and /readyz
 serve within seconds without a restart, and every write acknowledged before the fault must still be there.
 
 Both shutdown modes run: `fast` (an orderly stop, sessions terminated) and `immediate` (a crash: no
-checkpoint, the write-ahead log is replayed on start). `pytest -s` prints the timings.
+checkpoint, the write-ahead log is replayed on start). `pytest -s` prints the timings. A second test restarts
+the server between requests: the next agent request meets its worker's dead connection without Django's
+`SELECT 1` check in front of it, and must still succeed.
 """
 
 from __future__ import annotations
@@ -468,3 +470,36 @@ def test_database_outages_answer_503_and_recover_without_a_restart(postgres, app
         f"database faults: {len(failed)} requests answered 503 over both outages, none 500; "
         f"{len(acknowledged)} acknowledged workspaces, all kept; {len(logged)} warning lines"
     )
+
+
+def _kept_connections(postgres: ThrowawayPostgres) -> int:
+    """The app's connections to its database, not counting the one asking."""
+    with psycopg.connect(postgres.url()) as connection:
+        return connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid()",
+            [DATABASE],
+        ).fetchone()[0]
+
+
+def test_a_restart_between_requests_does_not_fail_the_next_agent_request(postgres, app):
+    """PostgreSQL restarts while no request runs, so every worker's kept connection is dead when the next agent
+    request comes. Agent requests skip Django's `SELECT 1` check of a kept connection (CONN_HEALTH_CHECKS): the
+    token lookup finds the connection dead itself and runs again on a new one, so they answer 200 as they did
+    with the check. Both an orderly stop and a crash."""
+    who, _ = _set_up(app)
+    manifest = "/api/v2/workspaceagents/me/manifest"
+    for shutdown in ("fast", "immediate"):
+        deadline = time.monotonic() + 10
+        while _kept_connections(postgres) < 2:  # both workers hold a connection
+            assert app.call(who.api, "agent before", "GET", manifest, headers=who.agent)[0].status == 200
+            assert time.monotonic() < deadline, "the two workers never both held a connection"
+        postgres.stop(shutdown)
+        postgres.start()
+        after = [app.call(who.api, "agent after", "GET", manifest, headers=who.agent)[0] for _ in range(8)]
+        assert [answer.status for answer in after] == [200] * 8, after
+
+    log = app.log.read_text()
+    assert "Database unavailable" not in log and "Traceback" not in log, log[-3000:]
+    # The first agent request of a worker after each restart met its dead connection and retried.
+    assert log.count("Kept database connection found dead") >= 2, log[-3000:]
