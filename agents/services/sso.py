@@ -14,6 +14,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -122,14 +123,11 @@ def _sign_in(claims: SsoClaims) -> SsoSignIn:
         user = _user_create(claims)
         _role_set(user, role)
         ExternalIdentity.objects.create(user=user, issuer=claims.issuer, subject=claims.subject, last_sign_in_at=now)
-        audit_record(
-            action=actions.USER_CREATED,
-            actor_type="user",
-            actor=user.get_username(),
-            details={
-                "method": METHOD,
-                "issuer": claims.issuer,
-                "subject": claims.subject,
+        _sso_audit_record(
+            actions.USER_CREATED,
+            user,
+            claims,
+            {
                 "user_id": user.pk,
                 "username": user.get_username(),
                 "has_usable_password": user.has_usable_password(),
@@ -144,18 +142,7 @@ def _sign_in(claims: SsoClaims) -> SsoSignIn:
         _role_change(user, role, claims)
         identity.last_sign_in_at = now
         identity.save(update_fields=["last_sign_in_at"])
-    audit_record(
-        action=actions.USER_LOGIN,
-        actor_type="user",
-        actor=user.get_username(),
-        details={
-            "method": METHOD,
-            "issuer": claims.issuer,
-            "subject": claims.subject,
-            "role": role,
-            "new_user": created,
-        },
-    )
+    _sso_audit_record(actions.USER_LOGIN, user, claims, {"role": role, "new_user": created})
     return SsoSignIn(user=user, created=created, role=role)
 
 
@@ -169,14 +156,11 @@ def _role_change(user, role: str, claims: SsoClaims) -> None:
         return
     changed = [field for field in ("is_superuser", "groups") if getattr(before, field) != getattr(after, field)]
     before_privileges, after_privileges = before.privileges(), after.privileges()
-    audit_record(
-        action=actions.USER_UPDATED,
-        actor_type="user",
-        actor=user.get_username(),
-        details={
-            "method": METHOD,
-            "issuer": claims.issuer,
-            "subject": claims.subject,
+    _sso_audit_record(
+        actions.USER_UPDATED,
+        user,
+        claims,
+        {
             "user_id": user.pk,
             "username": user.get_username(),
             "changed": changed,
@@ -184,6 +168,16 @@ def _role_change(user, role: str, claims: SsoClaims) -> None:
             "from": {"role": before_role, **{field: before_privileges[field] for field in changed}},
             "to": {"role": role, **{field: after_privileges[field] for field in changed}},
         },
+    )
+
+
+def _sso_audit_record(action: str, user, claims: SsoClaims, details: dict[str, Any]) -> None:
+    """An audit row acted by the signing-in user, naming the provider and the subject that proved who they are."""
+    audit_record(
+        action=action,
+        actor_type="user",
+        actor=user.get_username(),
+        details={"method": METHOD, "issuer": claims.issuer, "subject": claims.subject, **details},
     )
 
 

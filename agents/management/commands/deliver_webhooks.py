@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import Error, connection
 
 from agents.services.webhook_delivery import DeliveryPass, webhook_deliveries_deliver_due
+from core.termination import stop_on_termination
 
 BATCH_SIZE = 100
 
@@ -33,8 +33,7 @@ class Command(BaseCommand):
         if once:
             self.stdout.write(self._line(self._deliver_due()))
             return
-        previous = self._install_signal_handlers()
-        try:
+        with stop_on_termination(self.stop):
             self.stdout.write(f"Delivering webhooks, polling every {interval:g} s (SIGTERM or Ctrl-C stops).")
             while not self.stop.is_set():
                 try:
@@ -48,9 +47,6 @@ class Command(BaseCommand):
                 if result.attempted:
                     self.stdout.write(self._line(result))
                 self.stop.wait(interval)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
         self.stdout.write("Stopped.")
 
     def _deliver_due(self) -> DeliveryPass:
@@ -62,15 +58,6 @@ class Command(BaseCommand):
             if result.attempted < BATCH_SIZE:
                 break
         return total
-
-    def _install_signal_handlers(self) -> dict:
-        """SIGTERM and SIGINT finish the row in flight, then exit (signals reach the main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: self.stop.set())
-        return previous
 
     @staticmethod
     def _line(result: DeliveryPass) -> str:

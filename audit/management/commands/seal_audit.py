@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import Error, connection
 
 from audit.sealing import BATCH_SIZE, SealResult, audit_seal
+from core.termination import stop_on_termination
 
 
 class Command(BaseCommand):
@@ -37,8 +37,7 @@ class Command(BaseCommand):
         if once:
             self.stdout.write(self._line(audit_seal(wait_seconds=wait, progress=self._progress)))
             return
-        previous = self._install_signal_handlers()
-        try:
+        with stop_on_termination(self.stop):
             self.stdout.write(f"Sealing the audit log every {interval:g} s (SIGTERM or Ctrl-C stops).")
             while not self.stop.is_set():
                 try:
@@ -56,23 +55,11 @@ class Command(BaseCommand):
                 # A round that sealed a full batch or more may have left a backlog: go again at once.
                 if result is None or not result.pending or result.waiting_on:
                     self.stop.wait(interval)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
         self.stdout.write("Stopped.")
 
     def _progress(self, sealed: int) -> None:
         if sealed >= 10_000 and sealed % 10_000 < 2000:
             self.stderr.write(f"seal_audit: {sealed} rows sealed so far")
-
-    def _install_signal_handlers(self) -> dict:
-        """SIGTERM and SIGINT finish the round in flight, then exit (signals reach the main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: self.stop.set())
-        return previous
 
     @staticmethod
     def _line(result: SealResult) -> str:

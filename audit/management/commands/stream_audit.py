@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 
 from django.core.management.base import BaseCommand, CommandError
@@ -18,6 +17,7 @@ from audit.streaming.delivery import (
 )
 from audit.streaming.selectors import audit_stream_status
 from audit.streaming.sinks import SinkConfigError, sinks_configured
+from core.termination import stop_on_termination
 
 
 class Command(BaseCommand):
@@ -56,12 +56,8 @@ class Command(BaseCommand):
             if once:
                 self._once(transports, sinks, batch_size)
                 return
-            previous = self._install_signal_handlers()
-            try:
+            with stop_on_termination(self.stop):
                 self._forever(transports, sinks, batch_size, interval, options["verbosity"])
-            finally:
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)
         finally:
             transports.close()
         self.stdout.write("Stopped.")
@@ -104,15 +100,6 @@ class Command(BaseCommand):
                     self.stdout.write(self._line(sink_result))
             if not result.delivered:
                 self.stop.wait(interval)
-
-    def _install_signal_handlers(self) -> dict:
-        """SIGTERM and SIGINT finish the batch in flight, then exit (signals reach the main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: self.stop.set())
-        return previous
 
     @staticmethod
     def _line(result: SinkResult) -> str:
