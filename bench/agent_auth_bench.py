@@ -25,24 +25,19 @@ ever printed.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
 import secrets
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -50,9 +45,19 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import machine_description, write_section  # noqa: E402 - the path above first
+from bench import servers  # noqa: E402 - the path above first
+from bench.report import machine_description, write_section  # noqa: E402
+from bench.servers import (  # noqa: E402
+    DEFAULT_ADMIN_URL,
+    database_url_for,
+    drop_database,
+    free_port,
+    recreate_database,
+    start_gunicorn,
+    write_private,
+    wrk_script,
+)
 
-DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 MAX_SLOWDOWN = 0.10
 AGENT_MANIFEST = "/api/v2/workspaceagents/me/manifest"
 DRF_MANIFEST = "/bench/drf-token/manifest"
@@ -79,27 +84,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
-
-
-def database_url_for(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def recreate_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def bad_checksum_agent_token() -> str:
@@ -166,76 +150,22 @@ def prepare(env: dict[str, str]) -> tuple[list[Scenario], dict[str, tuple[int, i
     return scenarios, counts
 
 
-def start_server(port: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log = log_path.open("wb")
-    server = subprocess.Popen(  # noqa: S603
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            "coderauth.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--worker-class",
-            "sync",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}{AGENT_MANIFEST}", timeout=10).status_code == 401:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.terminate()
-    raise RuntimeError(f"gunicorn did not start; see {log_path}")
-
-
-# wrk reports through done(): one JSON line, latencies in microseconds. The header goes in the script
-# (a 0600 file in a private temporary directory), not on the command line where `ps` would show it.
-WRK_SCRIPT = """
-wrk.headers["%(name)s"] = "%(value)s"
-done = function(summary, latency, requests)
-  local errors = summary.errors
-  io.write(string.format(
-    "WRK_RESULT {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"wrong_status\\": %%d, \\"socket_errors\\": %%d, "
-    .. "\\"p50_us\\": %%d, \\"p99_us\\": %%d}\\n",
-    summary.requests, summary.duration, errors.status,
-    errors.connect + errors.read + errors.write + errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
 def run_wrk(wrk: str, url: str, scenario: Scenario, seconds: float, connections: int, workdir: Path) -> Run:
+    # The header goes in the script (a 0600 file in a private temporary directory), not on wrk's command line.
     script = workdir / f"{scenario.key}.lua"
-    script.write_text(WRK_SCRIPT % {"name": scenario.header[0], "value": scenario.header[1]})
-    script.chmod(0o600)
-    output = subprocess.run(  # noqa: S603
-        [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    line = next(line for line in output.splitlines() if line.startswith("WRK_RESULT "))
-    result = json.loads(line.removeprefix("WRK_RESULT "))
-    wrong = result["wrong_status"]
+    write_private(script, wrk_script({scenario.header[0]: scenario.header[1]}))
+    result = servers.run_wrk(wrk, url, script, seconds, connections)
+    wrong = result.status_errors
     if scenario.expected_status != 200:
         # wrk counts every status >= 400 as an error: here the expected one is a 401.
-        wrong = result["requests"] - wrong
+        wrong = result.requests - wrong
     return Run(
-        requests=result["requests"],
-        seconds=result["duration_us"] / 1e6,
-        p50_ms=result["p50_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
+        requests=result.requests,
+        seconds=result.seconds,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
         wrong_status=wrong,
-        socket_errors=result["socket_errors"],
+        socket_errors=result.socket_errors,
     )
 
 
@@ -328,7 +258,9 @@ def main() -> int:
                 return 1
         with tempfile.TemporaryDirectory(prefix="coderauth-bench-") as workdir:
             port = free_port()
-            server = start_server(port, env, Path(workdir) / "gunicorn.log")
+            server = start_gunicorn(
+                port, env, ready_path=AGENT_MANIFEST, ready_status=401, log_path=Path(workdir) / "gunicorn.log"
+            )
 
             def measure(scenario: Scenario, seconds: float) -> Run:
                 url = f"http://127.0.0.1:{port}{scenario.path}"

@@ -38,8 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.agent_auth_bench import DEFAULT_ADMIN_URL, database_url_for, drop_database, recreate_database  # noqa: E402
 from bench.report import machine_description, write_section  # noqa: E402
+from bench.servers import DEFAULT_ADMIN_URL, database_url_for, drop_database, recreate_database  # noqa: E402
 
 WRITE_TARGET = 0.8
 CLIENTS = (1, 8, 32)

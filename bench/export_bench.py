@@ -19,14 +19,10 @@ import argparse
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import time
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -35,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import machine_description, write_section  # noqa: E402 - the path above first
+from bench.servers import database_url_for, drop_database, free_port, recreate_database, start_gunicorn  # noqa: E402
 
 TARGET_PEAK_RSS_MB = 200
 TARGET_RATIO = 0.5
@@ -65,17 +62,6 @@ FROM generate_series(1, %(rows)s) AS g
 """
 
 
-def database_url_for(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def vm_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -95,17 +81,6 @@ def children_of(pid: int) -> list[int]:
                 found.append(int(status.parent.name))
                 break
     return found
-
-
-def recreate_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def prepare(rows: int, env: dict[str, str]) -> tuple[str, int]:
@@ -143,34 +118,6 @@ def prepare(rows: int, env: dict[str, str]) -> tuple[str, int]:
         (total,) = cursor.fetchone()
     connection.close()
     return token, total
-
-
-def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
-    server = subprocess.Popen(  # noqa: S603
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            "coderauth.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-            "--timeout",
-            "900",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env},
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/schema/", timeout=10).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.terminate()
-    raise RuntimeError("gunicorn did not start")
 
 
 def export_through_api(port: int, token: str, until: str) -> tuple[int, int, float]:
@@ -247,7 +194,8 @@ def main() -> int:
         token, expected_rows = prepare(args.rows, env)
         until = datetime.now(UTC) + timedelta(days=1)
         port = free_port()
-        server = start_server(port, env)
+        # A 900 s worker timeout: a slow export of a million rows must not be killed midway.
+        server = start_gunicorn(port, env, timeout=900, ready_path="/api/schema/", ready_status=200)
         (worker,) = children_of(server.pid)
         # Warm the worker (imports, first connection, token touch) so the peak is the export's.
         httpx.get(

@@ -30,10 +30,8 @@ import secrets
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,14 +40,18 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.agent_auth_bench import (  # noqa: E402 - the path above first
+from bench import servers  # noqa: E402 - the path above first
+from bench.report import machine_description, write_section  # noqa: E402
+from bench.servers import (  # noqa: E402
     DEFAULT_ADMIN_URL,
     database_url_for,
     drop_database,
     free_port,
     recreate_database,
+    start_gunicorn,
+    write_private,
+    wrk_script,
 )
-from bench.report import machine_description, write_section  # noqa: E402
 
 MANIFEST_TARGET = 0.7
 CONNECTIONS = (1, 8, 32)
@@ -104,54 +106,22 @@ class Cell:
         return self.socket_errors + self.non_2xx
 
 
-# done() prints one JSON line, latencies in microseconds. wrk counts a status >= 400 in errors.status;
-# response() adds the 1xx/3xx answers so that every non-2xx is an error.
-WRK_SCRIPT = """
-wrk.method = "%(method)s"
-%(headers)s
-%(body)s
-local other = 0
-response = function(status, headers, body)
-  if status < 200 or (status >= 300 and status < 400) then other = other + 1 end
-end
-done = function(summary, latency, requests)
-  local errors = summary.errors
-  io.write(string.format(
-    "WRK_RESULT {\\"requests\\": %%d, \\"duration_us\\": %%d, \\"status\\": %%d, \\"socket\\": %%d, "
-    .. "\\"p50_us\\": %%d, \\"p99_us\\": %%d}\\n",
-    summary.requests, summary.duration, errors.status,
-    errors.connect + errors.read + errors.write + errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
-def wrk_script(route: Route, token: str) -> str:
-    headers = []
-    if route.authenticated:
-        headers.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
+def route_script(route: Route, token: str) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if route.authenticated else {}
     if route.body:
-        headers.append('wrk.headers["Content-Type"] = "application/json"')
-    body = f"wrk.body = {json.dumps(route.body)}" if route.body else ""
-    return WRK_SCRIPT % {"method": route.method, "headers": "\n".join(headers), "body": body}
+        headers["Content-Type"] = "application/json"
+    return wrk_script(headers, method=route.method, body=route.body, lua=servers.COUNT_NON_2XX)
 
 
 def run_wrk(wrk: str, base_url: str, script: Path, seconds: float, connections: int) -> Cell:
-    output = subprocess.run(  # noqa: S603 - fixed command
-        [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), base_url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    line = next(line for line in output.splitlines() if line.startswith("WRK_RESULT "))
-    result = json.loads(line.removeprefix("WRK_RESULT "))
+    result = servers.run_wrk(wrk, base_url, script, seconds, connections)
     return Cell(
-        requests=result["requests"],
-        seconds=result["duration_us"] / 1e6,
-        p50_ms=result["p50_us"] / 1000,
-        p99_ms=result["p99_us"] / 1000,
-        socket_errors=result["socket"],
-        non_2xx=result["status"],
+        requests=result.requests,
+        seconds=result.seconds,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        socket_errors=result.socket_errors,
+        non_2xx=result.non_2xx if result.non_2xx is not None else result.status_errors,
     )
 
 
@@ -184,37 +154,6 @@ def first_status(url: str, route: Route, token: str) -> int:
     if route.body:
         headers["Content-Type"] = "application/json"
     return httpx.request(route.method, url, headers=headers, content=route.body or None, timeout=10).status_code
-
-
-def start_server(port: int, workers: int, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log = log_path.open("wb")
-    server = subprocess.Popen(  # noqa: S603 - fixed command
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            "coderauth.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "sync",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}{HEALTHZ}", timeout=10).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.terminate()
-    raise RuntimeError(f"gunicorn did not start; see {log_path}")
 
 
 def markdown(results: dict[tuple[str, int], list[Cell]], args: argparse.Namespace, machine: str) -> tuple[str, bool]:
@@ -307,10 +246,16 @@ def main() -> int:
             scripts = {}
             for route in ROUTES:
                 scripts[route.key] = Path(workdir) / f"{route.key}.lua"
-                scripts[route.key].touch(mode=0o600)
-                scripts[route.key].write_text(wrk_script(route, token))
+                write_private(scripts[route.key], route_script(route, token))
             port = free_port()
-            server = start_server(port, args.workers, env, Path(workdir) / "gunicorn.log")
+            server = start_gunicorn(
+                port,
+                env,
+                workers=args.workers,
+                ready_path=HEALTHZ,
+                ready_status=200,
+                log_path=Path(workdir) / "gunicorn.log",
+            )
 
             def measure(route: Route, seconds: float, connections: int) -> Cell:
                 return run_wrk(wrk, f"http://127.0.0.1:{port}{route.path}", scripts[route.key], seconds, connections)
