@@ -3,8 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.db.models import Q
 
+from audit import actions
 from audit.chain import FIELDS
+
+# The agent user-data reads and their two kinds, as the permissions report asks for them. Each has its own partial
+# index on (agent_id, time), so "an agent's latest read" is one backward index probe, not a scan of its rows.
+USER_DATA_READS = Q(action=actions.AGENT_USER_DATA_ACCESSED)
+GIT_SSH_KEY_READS = USER_DATA_READS & Q(details__route="gitsshkey")
+EXTERNAL_AUTH_READS = USER_DATA_READS & Q(details__route__in=["external-auth", "gitauth"])
 
 
 class AuditEvent(models.Model):
@@ -37,6 +45,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["agent_id", "time"], condition=USER_DATA_READS, name="audit_user_data_reads"),
+            models.Index(fields=["agent_id", "time"], condition=GIT_SSH_KEY_READS, name="audit_git_ssh_key_reads"),
+            models.Index(fields=["agent_id", "time"], condition=EXTERNAL_AUTH_READS, name="audit_external_auth_reads"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.action} by {self.actor_type}:{self.actor}"

@@ -126,19 +126,21 @@ class _RowCompare(Expression):
 
 def _after(keys: list[_Key], values: list[Any]) -> Q | Expression:
     """Rows strictly after `values` in the order of `keys`."""
+    first = keys[0]
+    # The leading bound on k1 alone keeps the scan on k1's index where the row comparison cannot: when the keys
+    # span joined tables (owner, workspace, agent), it is a join filter, and each page would re-read all before it.
+    leading = Q(**{f"{first.path}__{'lte' if first.descending else 'gte'}": values[0]})
     if len({key.descending for key in keys}) == 1:
         columns = [F(key.path) for key in keys]
         bound = [Value(value, output_field=key.field) for key, value in zip(keys, values, strict=True)]
-        return _RowCompare(columns, bound, "<" if keys[0].descending else ">")
+        return leading & _RowCompare(columns, bound, "<" if first.descending else ">")
     # Mixed directions have no row-value form: (k1 after v1) or (k1 = v1 and k2 after v2) or ...
-    # The leading bound on k1 alone keeps the scan on k1's index.
     condition = Q()
     equal = Q()
     for key, value in zip(keys, values, strict=True):
         condition |= equal & Q(**{f"{key.path}__{'lt' if key.descending else 'gt'}": value})
         equal &= Q(**{key.path: value})
-    first = keys[0]
-    return Q(**{f"{first.path}__{'lte' if first.descending else 'gte'}": values[0]}) & condition
+    return leading & condition
 
 
 def _salt(ordering: Sequence[str]) -> str:

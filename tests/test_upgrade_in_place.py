@@ -25,6 +25,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents.models import AgentToken
+from agents.selectors.reports import permissions_report_agents
 from audit import actions, chain
 from audit.models import AuditEvent
 from core import crypto, tokens
@@ -34,8 +35,8 @@ from tests.helpers.responses import assert_status
 # The schema of the release before the newest migrations. Whoever adds a migration moves this forward to the
 # nodes the previous release shipped, so that the upgrade tested is the one installations make next.
 PREVIOUS_SCHEMA: tuple[Node, ...] = (
-    ("agents", "0006_access_requests"),
-    ("audit", "0002_append_only_hash_chain"),
+    ("agents", "0007_sso_identities"),
+    ("audit", "0004_audit_stream_cursor"),
     ("policies", "0004_throttle_cache_table"),
 )
 # An older release, before the owner protection and the rejection rate limit.
@@ -217,6 +218,13 @@ def _populate(apps: StateApps, *, audit_chained: bool) -> Installation:
             "details": {"token_id": str(user_token.id), "token_hint": user_token.hint, "name": user_token.name},
         },
         {"action": "user.gitsshkey_created", **by_owner, "details": {"public_key": public_key}},
+        {
+            "action": "agent.user_data_accessed",
+            "actor_type": "agent",
+            "actor": str(agent.id),
+            **in_agent,
+            "details": {"route": "gitsshkey", "token_id": str(root.id), "mode": "default"},
+        },
     ]
     for minutes, event in enumerate(events):
         event["time"] = issued_at + timedelta(minutes=minutes)
@@ -285,6 +293,14 @@ def test_installation_upgrades_in_place(migrator, schema):
         assert [row_id for row_id, _ in stored] == populated_ids
     events = events_before + len(populated_ids)
     _assert_audit_chain_verifies(events=events)
+    # The report's per-route columns read the installation's rows through the indexes built by the upgrade.
+    read_at = AuditEvent.objects.get(id__in=populated_ids, action="agent.user_data_accessed").time
+    latest = permissions_report_agents().get(id=installation.agent_id)
+    assert (latest["last_user_data_read"], latest["last_git_ssh_key_read"], latest["last_external_auth_read"]) == (
+        read_at,
+        read_at,
+        None,
+    )
 
     root = _bearer(installation.root_token)
     manifest = root.get(reverse("agents:agent-manifest"))

@@ -8,12 +8,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from agents.models import AccessRequest, AgentToken, WorkspaceAgent, live_token_q
-from audit import actions
-from audit.models import AuditEvent
+from audit.models import EXTERNAL_AUTH_READS, GIT_SSH_KEY_READS, USER_DATA_READS, AuditEvent
 from core.pagination import Page, keyset_page
 from policies.scopes import MODE_NO_USER_DATA, USER_DATA_SCOPES, ordered
 
@@ -54,19 +53,40 @@ _AGENT_COLUMNS = (
 )
 
 
-def _report_agents() -> QuerySet:
-    return WorkspaceAgent.objects.values(*_AGENT_COLUMNS).order_by(*REPORT_ORDERING)
+def permissions_report_agents() -> QuerySet:
+    """The report's agents in report order, as plain rows, each with the times of its latest user-data reads.
+
+    Each latest read is one backward probe of its partial index (audit/models.py), never a read of the agent's
+    audit rows; PostgreSQL runs the probes after the sort and limit, so only for the page's agents.
+    """
+    return (
+        WorkspaceAgent.objects.values(*_AGENT_COLUMNS)
+        .annotate(
+            last_user_data_read=_latest_read(USER_DATA_READS),
+            last_git_ssh_key_read=_latest_read(GIT_SSH_KEY_READS),
+            last_external_auth_read=_latest_read(EXTERNAL_AUTH_READS),
+        )
+        .order_by(*REPORT_ORDERING)
+    )
+
+
+def _latest_read(reads: Q) -> Subquery:
+    """The time of the outer agent's latest audit row matching `reads`, which must be one of the indexed conditions."""
+    return Subquery(AuditEvent.objects.filter(reads, agent_id=OuterRef("id")).order_by("-time").values("time")[:1])
 
 
 def permissions_report_stream(*, unused_days: int = 30) -> Iterator[dict[str, Any]]:
     """Every agent's row, in report order, one keyset page of agents at a time: memory stays flat at any size.
 
-    Four queries a page (see _report_rows), pages of the largest API page size.
+    Three queries a page (see _report_rows), pages of the largest API page size.
     """
     cursor = None
     while True:
         page = keyset_page(
-            _report_agents(), ordering=REPORT_ORDERING, cursor=cursor, page_size=settings.CODERAUTH_MAX_PAGE_SIZE
+            permissions_report_agents(),
+            ordering=REPORT_ORDERING,
+            cursor=cursor,
+            page_size=settings.CODERAUTH_MAX_PAGE_SIZE,
         )
         yield from _report_rows(page.items, unused_days=unused_days)
         if page.next_cursor is None:
@@ -83,16 +103,15 @@ def permissions_report_page(
     *, unused_days: int = 30, cursor: str | None, page_size: int | None = None
 ) -> Page[dict[str, Any]]:
     """One page of the report's rows, in the same order as permissions_report_stream."""
-    page = keyset_page(_report_agents(), ordering=REPORT_ORDERING, cursor=cursor, page_size=page_size)
+    page = keyset_page(permissions_report_agents(), ordering=REPORT_ORDERING, cursor=cursor, page_size=page_size)
     return Page(items=_report_rows(page.items, unused_days=unused_days), next_cursor=page.next_cursor)
 
 
 def _report_rows(agents: list[dict[str, Any]], *, unused_days: int) -> list[dict[str, Any]]:
     """One row per agent: who *could* reach user data, who *did*, and who can be tightened safely.
 
-    Four queries whatever the number of agents: the agents with their workspace, owner and modes (the page);
-    token aggregates, user-data access aggregates from the audit log and approved elevations, each for the
-    page's agents only.
+    Three queries whatever the number of agents: the page (the agents with their workspace, owner, modes and
+    latest user-data reads), then token aggregates and approved elevations, each for the page's agents only.
     """
     if not agents:
         return []
@@ -105,16 +124,6 @@ def _report_rows(agents: list[dict[str, Any]], *, unused_days: int) -> list[dict
         .values("agent_id")
         .annotate(live=Count("id", filter=live_token_q(now)), last_used=Max("last_used_at"))
     }
-    access_stats = {
-        row["agent_id"]: row
-        for row in AuditEvent.objects.filter(action=actions.AGENT_USER_DATA_ACCESSED, agent_id__in=agent_ids)
-        .values("agent_id")
-        .annotate(
-            last=Max("time"),
-            gitsshkey=Max("time", filter=Q(details__route="gitsshkey")),
-            external_auth=Max("time", filter=Q(details__route__in=["external-auth", "gitauth"])),
-        )
-    }
     elevation_stats = _elevations_since(stale_before, agent_ids=agent_ids)
     rows = []
     for agent in agents:
@@ -126,8 +135,7 @@ def _report_rows(agents: list[dict[str, Any]], *, unused_days: int) -> list[dict
         else:
             effective, scopes = agent["workspace__permission_mode_id"], agent["workspace__permission_mode__scopes"]
         tokens = token_stats.get(agent_id, {})
-        access = access_stats.get(agent_id, {})
-        last_access = access.get("last")
+        last_access = agent["last_user_data_read"]
         allows_user_data = bool(USER_DATA_SCOPES.intersection(scopes))
         unused = last_access is None or last_access < stale_before
         rows.append(
@@ -144,8 +152,8 @@ def _report_rows(agents: list[dict[str, Any]], *, unused_days: int) -> list[dict
                 "live_tokens": tokens.get("live", 0),
                 "last_used_at": tokens.get("last_used"),
                 "last_user_data_access_at": last_access,
-                "last_gitsshkey_access_at": access.get("gitsshkey"),
-                "last_external_auth_access_at": access.get("external_auth"),
+                "last_gitsshkey_access_at": agent["last_git_ssh_key_read"],
+                "last_external_auth_access_at": agent["last_external_auth_read"],
                 "elevations": elevations,
                 "elevated_scopes": ordered(elevated_scopes),
                 "recommendation": MODE_NO_USER_DATA if allows_user_data and unused else "",

@@ -76,6 +76,25 @@ def test_a_deep_page_is_a_seek_not_an_offset(tokens):
     assert '("agents_agenttoken"."created_at", "agents_agenttoken"."id") <' in sql
 
 
+def test_keys_across_joined_tables_seek_on_the_leading_key(member):
+    """Ordered by the owner's name, then the workspace's: the row comparison spans two tables, so it can only
+    filter the join; the leading key's own bound lets PostgreSQL start the owner index scan at the cursor, or
+    every page would re-read all the rows before it. Pages still come out complete and in order."""
+    for name in ("a", "b", "c", "d", "e"):
+        WorkspaceFactory(owner=member, name=name)
+    ordering = ("owner__username", "name")
+    workspaces = Workspace.objects.select_related("owner")  # the cursor reads the owner's name
+    first = keyset_page(workspaces, ordering=ordering, cursor=None, page_size=2)
+    with CaptureQueriesContext(connection) as queries:
+        keyset_page(workspaces, ordering=ordering, cursor=first.next_cursor, page_size=2)
+    (sql,) = [query["sql"] for query in queries]
+    assert '"auth_user"."username" >= ' in sql
+    items, _ = _walk(workspaces, ordering, 2)
+    assert [workspace.name for workspace in items] == list(
+        workspaces.order_by(*ordering).values_list("name", flat=True)
+    )
+
+
 def test_rows_added_between_pages_neither_repeat_nor_shift_the_next_page(member):
     for name in ("b", "d", "f", "h"):
         WorkspaceFactory(owner=member, name=name)
