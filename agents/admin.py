@@ -19,6 +19,7 @@ from agents.models import (
     AppStatus,
     ExternalAuthLink,
     ExternalAuthProvider,
+    ExternalIdentity,
     GitSSHKey,
     UserToken,
     Workspace,
@@ -83,6 +84,16 @@ class ExternalAuthProviderAdmin(ReadOnlyModelAdmin):
 class ExternalAuthLinkAdmin(ReadOnlyModelAdmin):
     list_display = ("user", "provider", "updated_at")
     exclude = ("access_token_encrypted", "token_extra_encrypted")
+
+
+@admin.register(ExternalIdentity)
+class ExternalIdentityAdmin(ReadOnlyModelAdmin):
+    """Which account at which OpenID Provider signs in as which user. Created and updated only by sign-in."""
+
+    list_display = ("user", "issuer", "subject", "created_at", "last_sign_in_at")
+    list_filter = ("issuer",)
+    list_select_related = ("user",)
+    search_fields = ("user__username", "subject")
 
 
 @admin.register(AppStatus)
