@@ -32,6 +32,7 @@ from audit import chain
 from audit.export_slots import ExportSlot, export_slot, export_slot_acquire
 from audit.sealing import audit_chain_now
 from audit.selectors import AuditFilters, audit_filters_where
+from audit.services import audit_clock
 from audit.streaming.ocsf import ocsf_line
 
 EXPORT_FORMATS = ("csv", "jsonl", "ocsf")
@@ -240,7 +241,7 @@ def _export_filters_settled(filters: AuditFilters) -> tuple[AuditFilters, bool]:
     """
     if filters.until is None:
         return export_filters_pinned(filters), True
-    if filters.until > timezone.now():
+    if filters.until > audit_clock():
         return filters, False
     return filters, filters.until <= _chain_now()
 

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.utils import timezone
 
 from audit import chain
 from audit.models import AuditEvent
-from audit.services import chain_lock
+from audit.services import audit_clock, chain_lock
 from core.exceptions import LimitReached
 
 BATCH_SIZE = 2000
@@ -73,6 +72,13 @@ class SealResult:
     pending: int
     # Transactions that were still in progress when the round stopped waiting for them; 0 when it did not wait.
     waiting_on: int = 0
+
+    @property
+    def go_again_at_once(self) -> bool:
+        """Whether a sealer loop should start the next round now rather than after its interval: only after a round
+        large enough to have let a backlog pile up. Rows written during a short round wait for the next one; going
+        again at once under a steady stream of writes would pay a round's fixed cost for a handful of rows each."""
+        return self.sealed >= BATCH_SIZE and self.pending > 0 and not self.waiting_on
 
 
 def inflight_writers_wait(writers: list[str], *, timeout: float) -> int:
@@ -205,9 +211,9 @@ def audit_chain_settle(*, since: datetime, timeout: float = SETTLE_SECONDS) -> N
 def audit_chain_now(*, timeout: float = SETTLE_SECONDS) -> datetime:
     """A time before which the log is final: every row stamped earlier is committed and sealed when this returns.
 
-    Read before audit_chain_settle looks for writers in flight: a writer it does not find takes its lock on the
-    table, and then stamps its row, later than this time.
+    Read from the clock that stamps the rows, before audit_chain_settle looks for writers in flight: a writer it
+    does not find takes its lock on the table, and then stamps its row, later than this time.
     """
-    now = timezone.now()
+    now = audit_clock()
     audit_chain_settle(since=now, timeout=timeout)
     return now

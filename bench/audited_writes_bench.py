@@ -130,7 +130,7 @@ def sealer(stop, queue) -> None:
 
     django.db.connections.close_all()
     while not stop.is_set():
-        if not audit_seal(wait_seconds=5).pending:
+        if not audit_seal(wait_seconds=5).go_again_at_once:
             stop.wait(0.5)
     backlog = audit_unsealed_count()
     started = time.perf_counter()

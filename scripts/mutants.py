@@ -335,6 +335,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "an action name outside the catalogue is recorded",
     ),
     Mutant(
+        "writer-stamps-before-its-lock",
+        "audit/services.py",
+        "                at,\n",
+        "                at or datetime.now().astimezone(),\n",
+        "a row is stamped before its INSERT holds the table lock, so an export pinned meanwhile can miss it",
+    ),
+    Mutant(
         "sealer-ignores-writers-in-flight",
         "audit/sealing.py",
         "    running = inflight_writers_wait(writers, timeout=wait_seconds)\n",

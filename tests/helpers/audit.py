@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from unittest import mock
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -73,9 +72,8 @@ def make_event(action: str = "permission_mode.updated", *, at: datetime | None =
     """One event on the chain, sealed, optionally at a chosen time."""
     fields.setdefault("actor_type", "system")
     fields.setdefault("actor", "tests")
-    clock = mock.patch("django.utils.timezone.now", return_value=at) if at else nullcontext()
-    with clock, transaction.atomic():
-        event = audit_record(action=action, **fields)
+    with transaction.atomic():
+        event = audit_record(action=action, at=at, **fields)
     return sealed(event)
 
 

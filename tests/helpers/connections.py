@@ -59,9 +59,16 @@ def terminate_app_connection() -> int:
     the app's side is left as it was, not knowing yet. Returns the ended session's process id."""
     connection.ensure_connection()
     backend_pid = connection.connection.info.backend_pid
+    with separate_session(autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s, 5000)", [backend_pid])
+    return backend_pid
+
+
+@contextmanager
+def separate_session(*, autocommit: bool) -> Iterator[psycopg.Connection]:
+    """A session of its own on the app's database, outside Django: another client of the same server."""
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as other:
-        other.execute("SELECT pg_terminate_backend(%s, 5000)", [backend_pid])
-    return backend_pid
+    with psycopg.connect(**params, autocommit=autocommit) as other:
+        yield other

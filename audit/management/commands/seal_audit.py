@@ -22,7 +22,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="seal what is final now, then exit")
         parser.add_argument(
-            "--interval", type=float, default=0.5, help="seconds between rounds when nothing is left (default 0.5)"
+            "--interval",
+            type=float,
+            default=0.5,
+            help="seconds between rounds, unless one left a backlog (default 0.5)",
         )
         parser.add_argument(
             "--wait", type=float, default=5.0, help="seconds a round waits for writers in flight (default 5)"
@@ -52,8 +55,7 @@ class Command(BaseCommand):
                     (options["verbosity"] >= 2 and result.sealed) or result.waiting_on or result.sealed >= BATCH_SIZE
                 ):
                     self.stdout.write(self._line(result))
-                # A round that sealed a full batch or more may have left a backlog: go again at once.
-                if result is None or not result.pending or result.waiting_on:
+                if result is None or not result.go_again_at_once:
                     self.stop.wait(interval)
         self.stdout.write("Stopped.")
 

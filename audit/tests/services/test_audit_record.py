@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from audit import chain
 from audit.models import AuditEvent
-from audit.services import audit_record, neutralise
+from audit.services import audit_clock, audit_record, neutralise
 from core import request_context
 from tests.helpers.audit import sealed
+from tests.helpers.connections import separate_session
 
 
 def test_refuses_to_write_outside_a_transaction(transactional_db):
@@ -38,17 +42,61 @@ def test_an_event_is_written_unsealed_and_the_first_sealed_chains_to_genesis(db)
     assert event.hash == chain.row_hash(AuditEvent.objects.get(pk=event.pk).chain_fields())
 
 
-def test_append_costs_two_queries_and_takes_no_chain_lock(db, django_assert_num_queries):
-    """The hot path (every denied agent request): the writer's table lock and the INSERT. No advisory lock: the
-    chain's lock belongs to the sealer, so audited writes no longer queue behind each other."""
+def test_append_is_one_statement_and_takes_no_chain_lock(db, django_assert_num_queries):
+    """The hot path (every denied agent request): one INSERT. No advisory lock: the chain's lock belongs to the
+    sealer, so audited writes do not queue behind each other."""
     with transaction.atomic():
         audit_record(action="permission_mode.updated", actor_type="system")
-        with django_assert_num_queries(2) as captured:
+        with django_assert_num_queries(1) as captured:
             audit_record(action="permission_mode.updated", actor_type="system")
-    statements = [query["sql"] for query in captured.captured_queries]
-    assert statements[0] == "LOCK TABLE audit_auditevent IN ROW EXCLUSIVE MODE"
-    assert statements[1].startswith('INSERT INTO "audit_auditevent"')
-    assert not [sql for sql in statements if "advisory" in sql]
+    (statement,) = [query["sql"] for query in captured.captured_queries]
+    assert statement.startswith("INSERT INTO audit_auditevent ")
+    assert "clock_timestamp()" in statement
+
+
+def test_the_row_is_stamped_after_its_insert_holds_the_table_lock(transactional_db):
+    """The rule the sealer and the export pin rest on: a writer that does not hold its lock on the table yet will
+    stamp a later time than anyone reads now. Another session holds a lock that the INSERT's ROW EXCLUSIVE waits
+    for; the time read while the writer waits must come before the row's time, which a stamp taken before the lock
+    (in Python, or by a statement ahead of the INSERT) would not."""
+    written: dict[str, Any] = {}
+
+    def writer() -> None:
+        try:
+            with transaction.atomic():
+                written["event"] = audit_record(action="permission_mode.updated", actor_type="system")
+        finally:
+            connection.close()
+
+    with separate_session(autocommit=False) as blocker:
+        blocker.execute("LOCK TABLE audit_auditevent IN SHARE MODE")
+        thread = threading.Thread(target=writer)
+        thread.start()
+        _wait_for_lock_wait(blocker)
+        while_waiting = audit_clock()
+        blocker.commit()
+    thread.join(timeout=30)
+    assert while_waiting < written["event"].time
+    assert AuditEvent.objects.get(pk=written["event"].pk).time == written["event"].time
+
+
+def _wait_for_lock_wait(observer, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        waiting = observer.execute(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'audit_auditevent'::regclass AND NOT granted"
+        ).fetchone()[0]
+        if waiting:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the writer never waited for the table lock")
+
+
+def test_at_stamps_a_fixture_row_with_the_given_time(db):
+    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    with transaction.atomic():
+        event = audit_record(action="permission_mode.updated", actor_type="system", at=at)
+    assert event.time == at == AuditEvent.objects.get(pk=event.pk).time
 
 
 def test_request_context_fills_where(db):

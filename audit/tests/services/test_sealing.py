@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection, transaction
 
 from audit import chain, verification
 from audit.models import AuditEvent
-from audit.sealing import audit_chain_head, audit_seal
+from audit.sealing import BATCH_SIZE, SealResult, audit_chain_head, audit_seal
 from audit.services import audit_record
 from tests.helpers.audit import record_events
 
@@ -153,3 +153,17 @@ def test_seal_audit_once_reports_what_it_sealed(db):
     call_command("seal_audit", "--once", stdout=out)
     assert out.getvalue().startswith("sealed 2, head ")
     assert AuditEvent.objects.filter(hash="").count() == 0
+
+
+@pytest.mark.parametrize(
+    ("sealed", "pending", "waiting_on", "at_once"),
+    [
+        (BATCH_SIZE, 5, 0, True),  # a backlog round: more may have piled up meanwhile
+        (BATCH_SIZE, 0, 0, False),  # caught up
+        (10, 5, 0, False),  # a steady stream: the next round waits its interval and takes them all
+        (0, 5, 2, False),  # writers still in flight: waiting at once would only wait again
+    ],
+)
+def test_a_sealer_loop_goes_again_at_once_only_after_a_backlog_round(sealed, pending, waiting_on, at_once):
+    result = SealResult(sealed=sealed, head_id=1, head_hash="", pending=pending, waiting_on=waiting_on)
+    assert result.go_again_at_once is at_once
