@@ -352,8 +352,8 @@ def markdown(
         f"Agent route / baseline throughput: **{ratio:.0%}** (target: at least {1 - MAX_SLOWDOWN:.0%}). "
         f"Result: {verdict}.",
         "",
-        f"Machine: {machine}; {versions}. wrk, gunicorn and PostgreSQL share the cores, and other work ran "
-        "at the same time: read the ratio within one run, not the absolute figures.",
+        f"Machine: {machine}; {versions}. wrk, gunicorn and PostgreSQL share the cores, and other work may "
+        "run at the same time: read the ratio within one run, not the absolute figures.",
         "",
         "```sh",
         "make bench-auth BENCH_AUTH_ARGS='"

@@ -198,7 +198,7 @@ def markdown(results: dict[tuple[str, bool, int], list[Cell]], args: argparse.Na
         f"Target: with 8 clients, audited at least {WRITE_TARGET:.0%} of unaudited. "
         f"Result: {'met' if met else 'MISSED'}.",
         "",
-        f"Machine: {machine}. Shared with other work while measured, so read the ratios, not the absolutes.",
+        f"Machine: {machine}. Other work may share the machine, so read the ratios, not the absolutes.",
         "",
         "```sh",
         f"bench/audited_writes_bench.py --duration {args.duration:g} --rounds {args.rounds}",

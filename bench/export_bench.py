@@ -253,7 +253,7 @@ def main() -> int:
         "`user_token.issued` event of the benchmark's auditor.",
         "",
         f"Machine: {machine_description(admin_url)}. The client, gunicorn and PostgreSQL share the cores, and "
-        "other work ran at the same time: read the ratio within one run, not the absolute figures.",
+        "other work may run at the same time: read the ratio within one run, not the absolute figures.",
         "",
         "```sh",
         f"make bench-export BENCH_ARGS='--rows {args.rows} --repeat {args.repeat} --write'",

@@ -198,7 +198,7 @@ def markdown(results: dict[tuple[str, int], list[Cell]], args: argparse.Namespac
         f"Targets: 0 errors; manifest at least {MANIFEST_TARGET:.0%} of /healthz's throughput. "
         f"Result: {'met' if met else 'MISSED'}.",
         "",
-        f"Machine: {machine}. Shared with other work while measured, so read the ratios, not the absolutes.",
+        f"Machine: {machine}. Other work may share the machine, so read the ratios, not the absolutes.",
         "",
         "```sh",
         f"bench/http_load_bench.py --duration {args.duration:g} --rounds {args.rounds} --workers {args.workers}",

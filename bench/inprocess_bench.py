@@ -146,7 +146,7 @@ def render(routes: list[Route], timings: dict[str, list[tuple[float, float]]], c
         f"Django test client in one process, {args.rounds} alternating rounds × {args.requests} requests per route, "
         "persistent database connection; medians of the rounds, each ratio to the no-auth view taken within its "
         "round. Wall is what the client waits (the database included); CPU is this process's own time. Measured on "
-        "a shared 2-core machine while other benchmarks and test suites ran: the ratios, and the CPU figures, are "
+        "a machine other work may share: the ratios, and the CPU figures, are "
         "steadier than the wall-clock µs.",
         "",
         "| route | wall µs (min–max) | wall × no-auth | CPU µs | CPU × no-auth | SQL queries |",

@@ -204,7 +204,7 @@ def measure(args, env: dict[str, str]) -> dict:
 def markdown(results: dict, args, *, seed_seconds: float | None, machine: str) -> str:
     counts = results["counts"]
     lines = [
-        f"Measured on {machine}; a shared, noisy machine (other benchmarks ran at the same time), so read the "
+        f"Measured on {machine}; a machine other work may share (other benchmarks, test suites), so read the "
         "ratios and the targets' margins rather than the last digit.",
         "",
         f"Data: {counts['workspaces']:,} workspaces, {counts['agents']:,} agents, {counts['tokens']:,} agent tokens, "
