@@ -255,6 +255,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="measure a database kept by --keep without seeding")
     args = parser.parse_args()
+    if not 0 < args.big_workspace_agents < args.agents:
+        # The audit filters sample an agent outside the big workspace: there must be one.
+        parser.error("--big-workspace-agents must be at least 1 and fewer than --agents")
 
     admin_url = os.environ.get("DATABASE_URL", DEFAULT_ADMIN_URL)
     url = database_url_for(admin_url, DATABASE)
