@@ -10,7 +10,8 @@ never pass an id whose row may still commit. The rule that guarantees it:
 
 - a writer takes its lock on the table (ROW EXCLUSIVE) before it draws its row id, and holds it until it ends;
 - the sealer reads, in one statement, the highest unsealed id M its snapshot shows, and then the transactions
-  holding a lock on the table;
+  holding (or waiting for) a writer's lock on the table, ROW EXCLUSIVE; readers and index builds hold weaker
+  locks and are not waited for;
 - an id below M that is still uncommitted was drawn before M was, by a writer that has held its lock since, so it
   is among those transactions;
 - once they have all ended, every id up to M is final: committed (and visible to the next snapshot) or never.
@@ -37,11 +38,13 @@ BATCH_SIZE = 2000
 # How long the export pin and the verifier wait for in-flight writers before giving up (audit_chain_settle).
 SETTLE_SECONDS = 30.0
 
-# The snapshot is taken as the statement starts; pg_locks is read afterwards, live (it is not a snapshot).
+# The snapshot is taken as the statement starts; pg_locks is read afterwards, live (it is not a snapshot). Writers
+# only: an INSERT holds (or waits for) ROW EXCLUSIVE. Readers (an export streaming for minutes, a session idle in a
+# transaction) and index builds hold weaker locks, and waiting for them would stall sealing without reason.
 _OBSERVE_SQL = """
 SELECT (SELECT max(id) FROM audit_auditevent),
        (SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}') FROM pg_locks
-         WHERE locktype = 'relation' AND relation = 'audit_auditevent'::regclass
+         WHERE locktype = 'relation' AND relation = 'audit_auditevent'::regclass AND mode = 'RowExclusiveLock'
            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
            AND pid IS DISTINCT FROM pg_backend_pid())
 """

@@ -24,7 +24,7 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _INSERT_SQL = (
     "INSERT INTO audit_auditevent (time, action, actor_type, actor, workspace_id, agent_id, details, ip, user_agent,"
     " request_id, prev_hash, hash)"
-    " VALUES (coalesce(%s, clock_timestamp()), %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '') RETURNING id, time"
+    " VALUES (clock_timestamp(), %s, %s, %s, %s, %s, %s, %s, %s, %s, '', '') RETURNING id, time"
 )
 
 
@@ -69,15 +69,12 @@ def audit_record(
     workspace_id: UUID | str | None = None,
     agent_id: UUID | str | None = None,
     details: dict[str, Any] | None = None,
-    at: datetime | None = None,
 ) -> AuditEvent:
     """Append one event, unsealed. Must run inside the caller's transaction so both commit or neither does.
 
     No lock beyond the one every INSERT takes: concurrent writers append side by side, and audit/sealing.py links
-    the committed rows into the hash chain, in id order, moments later. One statement (_INSERT_SQL).
-
-    `at` is for fixtures and imported history only: a row stamped by its caller rather than by the database's clock
-    under the table lock escapes audit_chain_now's guarantee.
+    the committed rows into the hash chain, in id order, moments later. One statement (_INSERT_SQL). The database
+    stamps the row; no caller chooses its time.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records.")
@@ -101,7 +98,6 @@ def audit_record(
         cursor.execute(
             _INSERT_SQL,
             [
-                at,
                 event.action,
                 event.actor_type,
                 event.actor,

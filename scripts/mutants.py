@@ -337,9 +337,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "writer-stamps-before-its-lock",
         "audit/services.py",
-        "                at,\n",
-        "                at or datetime.now().astimezone(),\n",
-        "a row is stamped before its INSERT holds the table lock, so an export pinned meanwhile can miss it",
+        '" VALUES (clock_timestamp(), %s,',
+        '" VALUES (now(), %s,',
+        "a row is stamped with its transaction's start, before its INSERT holds the table lock, so an export "
+        "pinned meanwhile can miss it",
     ),
     Mutant(
         "sealer-ignores-writers-in-flight",

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit import actions, chain
 from audit.models import AuditEvent
+from audit.services import audit_clock
 from tests.helpers.audit import record_events, tamper
 
 # Archiving needs the signing key; tests/commands/test_signed_anchors.py covers what the signature adds.
@@ -37,7 +38,7 @@ def verify(*args) -> str:
 def old_and_new(db):
     """Three events, a cut-off, then two more events."""
     old = record_events(3, action="workspace.created")
-    cutoff = timezone.now()
+    cutoff = audit_clock()  # the clock that stamps the rows
     new = record_events(2, action="workspace.mode_changed")
     return old, cutoff, new
 
@@ -132,7 +133,7 @@ def test_archive_everything_then_keep_writing(db, tmp_path):
 def test_second_archive_continues_from_the_first(old_and_new, tmp_path):
     _, cutoff, new = old_and_new
     archive(tmp_path / "first.jsonl", cutoff)
-    second_cutoff = timezone.now()
+    second_cutoff = audit_clock()
     record_events(1)
     archive(tmp_path / "second.jsonl", second_cutoff)
     assert "audit chain OK: 2 events" in verify()

@@ -92,13 +92,6 @@ def _wait_for_lock_wait(observer, timeout: float = 10.0) -> None:
     raise AssertionError("the writer never waited for the table lock")
 
 
-def test_at_stamps_a_fixture_row_with_the_given_time(db):
-    at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    with transaction.atomic():
-        event = audit_record(action="permission_mode.updated", actor_type="system", at=at)
-    assert event.time == at == AuditEvent.objects.get(pk=event.pk).time
-
-
 def test_request_context_fills_where(db):
     token = request_context.set_current(
         request_context.RequestContext(ip="2001:db8::1", user_agent="curl/8.5\r\nX-Evil: 1", request_id="abc-123")

@@ -14,6 +14,7 @@ from audit.models import AuditEvent
 from audit.sealing import BATCH_SIZE, SealResult, audit_chain_head, audit_seal
 from audit.services import audit_record
 from tests.helpers.audit import record_events
+from tests.helpers.connections import separate_session
 
 
 def _write(number: int) -> AuditEvent:
@@ -81,6 +82,19 @@ def test_the_sealer_never_passes_a_row_whose_writer_is_still_in_flight(transacti
     out = StringIO()
     call_command("verify_audit", stdout=out)
     assert "audit chain OK: 2 events" in out.getvalue()
+
+
+def test_a_reader_holding_the_table_does_not_stop_the_sealer(transactional_db):
+    """An export streams inside one transaction for minutes, and a session may sit idle in one: both hold the
+    table's ACCESS SHARE lock. Only writers (ROW EXCLUSIVE) can still commit a row below the bound, so only they
+    are waited for; a round beside an open reader seals at once."""
+    with transaction.atomic():
+        audit_record(action="permission_mode.updated", actor_type="system")
+    with separate_session(autocommit=False) as reader:
+        reader.execute("SELECT count(*) FROM audit_auditevent").fetchone()
+        result = audit_seal(wait_seconds=1)
+        reader.rollback()
+    assert (result.sealed, result.waiting_on) == (1, 0)
 
 
 def test_verify_names_the_rows_left_unsealed_behind_a_writer_in_flight(transactional_db, monkeypatch):
