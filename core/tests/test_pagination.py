@@ -16,7 +16,7 @@ from agents.services.tokens import agent_token_issue
 from core.exceptions import InvalidInput
 from core.pagination import keyset_page
 from policies.models import PermissionMode
-from tests.helpers.factories import CustomModeFactory, WorkspaceFactory
+from tests.helpers.factories import CustomModeFactory, UserFactory, WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -76,12 +76,15 @@ def test_a_deep_page_is_a_seek_not_an_offset(tokens):
     assert '("agents_agenttoken"."created_at", "agents_agenttoken"."id") <' in sql
 
 
-def test_keys_across_joined_tables_seek_on_the_leading_key(member):
+def test_keys_across_joined_tables_seek_on_the_leading_key(db):
     """Ordered by the owner's name, then the workspace's: the row comparison spans two tables, so it can only
     filter the join; the leading key's own bound lets PostgreSQL start the owner index scan at the cursor, or
-    every page would re-read all the rows before it. Pages still come out complete and in order."""
-    for name in ("a", "b", "c", "d", "e"):
-        WorkspaceFactory(owner=member, name=name)
+    every page would re-read all the rows before it. Pages still come out complete and in order, across owners
+    whose names tie on nothing but whose workspaces' names repeat."""
+    for username in ("carol", "alice", "bob"):
+        owner = UserFactory(username=username)
+        for name in ("b", "a", "c"):
+            WorkspaceFactory(owner=owner, name=name)
     ordering = ("owner__username", "name")
     workspaces = Workspace.objects.select_related("owner")  # the cursor reads the owner's name
     first = keyset_page(workspaces, ordering=ordering, cursor=None, page_size=2)
@@ -90,9 +93,9 @@ def test_keys_across_joined_tables_seek_on_the_leading_key(member):
     (sql,) = [query["sql"] for query in queries]
     assert '"auth_user"."username" >= ' in sql
     items, _ = _walk(workspaces, ordering, 2)
-    assert [workspace.name for workspace in items] == list(
-        workspaces.order_by(*ordering).values_list("name", flat=True)
-    )
+    assert [(workspace.owner.username, workspace.name) for workspace in items] == [
+        (owner, name) for owner in ("alice", "bob", "carol") for name in ("a", "b", "c")
+    ]
 
 
 def test_rows_added_between_pages_neither_repeat_nor_shift_the_next_page(member):
