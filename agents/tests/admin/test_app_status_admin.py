@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.urls import reverse
 
 from agents.models import AppStatus
 from agents.services.tokens import agent_token_issue
-from tests.helpers.factories import PASSWORD
 from tests.helpers.responses import assert_status
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def superuser_web(db) -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD))
-    return client
 
 
 def test_the_reporting_token_is_shown_in_the_list_and_the_detail(superuser_web, agent, member):

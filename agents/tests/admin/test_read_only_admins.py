@@ -4,23 +4,13 @@ moved by their own code paths (sign-in, stream_audit), never by hand."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.urls import reverse
 
 from agents.models import ExternalIdentity
 from audit.models import AuditStreamCursor
-from tests.helpers.factories import PASSWORD
 from tests.helpers.responses import assert_status
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def superuser_web(db) -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD))
-    return client
 
 
 @pytest.fixture
